@@ -1,0 +1,84 @@
+# Entry points for developers and CI (.ci/run runs `make test`).
+#
+# Test runs that need a base image go through fixtures/with-image.sh, which
+# checks the daemon and, on machines that cannot pull alpine:3.19.1, serves
+# an offline stand-in image from a loopback registry (see fixtures/).
+
+SHELL := bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := test
+.DELETE_ON_ERROR:
+
+WITH_IMAGE := fixtures/with-image.sh
+CANARY := fixtures/canary.sh
+# Steps of `make test`, in order; append new ones here. `leftovers` always
+# runs last, even after a failed step.
+TEST_STEPS := unit e2e doctest
+
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+
+# The ci nextest profile (NEXTEST_PROFILE=ci, set by .ci/run) writes its JUnit
+# report to one fixed path; keep one per step so e2e does not overwrite unit.
+JUNIT_DIR := target/nextest/ci
+save_junit = if [[ -f $(JUNIT_DIR)/junit.xml ]]; then mv $(JUNIT_DIR)/junit.xml $(JUNIT_DIR)/junit-$@.xml; fi
+APT_PACKAGES := busybox-static docker-registry
+
+.PHONY: test deps check-daemon unit e2e doctest leftovers fmt lint
+
+test:
+	@failed=(); \
+	for step in $(TEST_STEPS); do \
+	  $(MAKE) --no-print-directory "$$step" || failed+=("$$step"); \
+	done; \
+	$(MAKE) --no-print-directory leftovers || failed+=(leftovers); \
+	if (( $${#failed[@]} )); then echo "make test: failed: $${failed[*]}" >&2; exit 1; fi
+
+# Installs only what is missing, so a prepared machine needs no network.
+deps:
+	@missing=(); \
+	for pkg in $(APT_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' "$$pkg" 2>/dev/null | grep -q 'ok installed' || missing+=("$$pkg"); \
+	done; \
+	if (( $${#missing[@]} )); then \
+	  $(SUDO) apt-get update; \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y "$${missing[@]}"; \
+	fi
+	@cargo nextest --version >/dev/null 2>&1 || cargo install cargo-nextest --locked
+
+check-daemon:
+	@fixtures/check-daemon.sh
+
+unit: deps
+	rc=0; cargo nextest run -p docker-harness || rc=$$?; $(save_junit); exit $$rc
+
+# The canary is removed even when the suite fails, and its check still runs
+# then: a failing suite that also deleted foreign resources should say so.
+e2e: deps check-daemon
+	$(CANARY) create
+	@rc=0; \
+	$(WITH_IMAGE) cargo nextest run -p e2e-tests -j8 || rc=$$?; \
+	$(save_junit); \
+	$(CANARY) check || { (( rc )) || rc=1; }; \
+	$(CANARY) remove; \
+	exit $$rc
+
+doctest: deps check-daemon
+	$(WITH_IMAGE) cargo test --doc -p docker-harness
+
+leftovers: check-daemon
+	@found=$$(docker ps -a --filter label=docker-harness.managed --format 'container {{.ID}} {{.Names}} ({{.Status}})'); \
+	found+=$$'\n'$$(docker network ls --filter label=docker-harness.managed --format 'network {{.ID}} {{.Name}}'); \
+	found+=$$'\n'$$(docker volume ls --filter label=docker-harness.managed --format 'volume {{.Name}}'); \
+	found=$$(grep -v '^$$' <<<"$$found" || true); \
+	if [[ -n $$found ]]; then \
+	  echo "leftovers: resources labelled docker-harness.managed are still present:" >&2; \
+	  sed 's/^/  /' <<<"$$found" >&2; \
+	  exit 1; \
+	fi; \
+	echo "leftovers: none"
+
+fmt:
+	cargo fmt --all
+
+lint:
+	cargo clippy --workspace --all-targets -- -D warnings

@@ -1,0 +1,1 @@
+//! Integration tests of docker-harness live in `tests/`; this crate has no code of its own.

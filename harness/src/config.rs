@@ -1,0 +1,220 @@
+//! Environment switches, read once per process through [`Env`] so that unit tests can
+//! check every rule without mutating the process environment.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use once_cell::sync::Lazy;
+
+use crate::error::{Error, Result};
+
+/// The image used when `DOCKER_HARNESS_IMAGE` is unset.
+pub const DEFAULT_IMAGE: &str = "alpine:3.19.1";
+
+/// Where environment values come from.
+pub(crate) trait Env {
+    fn var(&self, key: &str) -> Option<String>;
+}
+
+/// The real process environment.
+pub(crate) struct ProcessEnv;
+
+impl Env for ProcessEnv {
+    fn var(&self, key: &str) -> Option<String> {
+        std::env::var(key).ok().filter(|v| !v.is_empty())
+    }
+}
+
+impl Env for HashMap<&str, &str> {
+    fn var(&self, key: &str) -> Option<String> {
+        self.get(key).map(|v| v.to_string()).filter(|v| !v.is_empty())
+    }
+}
+
+/// When to pull the session image (`DOCKER_HARNESS_PULL`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PullPolicy {
+    /// Pull only when the image is absent (the default).
+    Missing,
+    /// Pull once per session even when present.
+    Always,
+    /// Never pull; fail at once when absent.
+    Never,
+}
+
+/// Whether to leave a test's resources behind for debugging (`DOCKER_HARNESS_KEEP`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeepPolicy {
+    /// Always remove (the default).
+    Never,
+    /// Keep when the test's thread is panicking at teardown (a failed assertion or unwrap).
+    OnFailure,
+    /// Always keep.
+    Always,
+}
+
+/// What the pre-test check does with orphans (`DOCKER_HARNESS_PREFLIGHT`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PreflightPolicy {
+    /// Remove orphans and print a one-line summary (the default).
+    Clean,
+    /// Stop the session with the list of orphans and the command that removes them.
+    Fail,
+    /// Only print them.
+    Warn,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct Settings {
+    pub(crate) image: String,
+    pub(crate) pull: PullPolicy,
+    pub(crate) mirror: Option<String>,
+    pub(crate) keep: KeepPolicy,
+    pub(crate) keep_ttl: Duration,
+    pub(crate) preflight: PreflightPolicy,
+    /// How long a resource of another host is presumed in use (its `expires` label).
+    pub(crate) ttl: Duration,
+}
+
+type EnvError = (&'static str, String, &'static str);
+
+impl Settings {
+    pub(crate) fn from_env(env: &dyn Env) -> std::result::Result<Settings, EnvError> {
+        Ok(Settings {
+            image: env.var("DOCKER_HARNESS_IMAGE").unwrap_or_else(|| DEFAULT_IMAGE.to_string()),
+            pull: parse(env, "DOCKER_HARNESS_PULL", "missing, always or never", |v| match v {
+                "missing" => Some(PullPolicy::Missing),
+                "always" => Some(PullPolicy::Always),
+                "never" => Some(PullPolicy::Never),
+                _ => None,
+            })?
+            .unwrap_or(PullPolicy::Missing),
+            mirror: match env.var("DOCKER_HARNESS_REGISTRY_MIRROR") {
+                None => None,
+                Some(m) if valid_mirror(&m) => Some(m.trim_end_matches('/').to_string()),
+                Some(m) => {
+                    return Err(("DOCKER_HARNESS_REGISTRY_MIRROR", m, "host:port, e.g. 127.0.0.1:5055"))
+                }
+            },
+            keep: parse(env, "DOCKER_HARNESS_KEEP", "never, on-failure or always", |v| match v {
+                "never" => Some(KeepPolicy::Never),
+                "on-failure" => Some(KeepPolicy::OnFailure),
+                "always" => Some(KeepPolicy::Always),
+                _ => None,
+            })?
+            .unwrap_or(KeepPolicy::Never),
+            keep_ttl: parse(env, "DOCKER_HARNESS_KEEP_TTL", "a number of seconds", parse_secs)?
+                .unwrap_or(Duration::from_secs(24 * 3600)),
+            preflight: parse(env, "DOCKER_HARNESS_PREFLIGHT", "clean, fail or warn", |v| match v {
+                "clean" => Some(PreflightPolicy::Clean),
+                "fail" => Some(PreflightPolicy::Fail),
+                "warn" => Some(PreflightPolicy::Warn),
+                _ => None,
+            })?
+            .unwrap_or(PreflightPolicy::Clean),
+            ttl: parse(env, "DOCKER_HARNESS_TTL", "a number of seconds", parse_secs)?
+                .unwrap_or(Duration::from_secs(3600)),
+        })
+    }
+}
+
+fn parse<T>(
+    env: &dyn Env,
+    var: &'static str,
+    expected: &'static str,
+    f: impl Fn(&str) -> Option<T>,
+) -> std::result::Result<Option<T>, EnvError> {
+    match env.var(var) {
+        None => Ok(None),
+        Some(v) => match f(v.trim()) {
+            Some(t) => Ok(Some(t)),
+            None => Err((var, v, expected)),
+        },
+    }
+}
+
+fn parse_secs(v: &str) -> Option<Duration> {
+    v.parse::<u64>().ok().filter(|s| *s > 0).map(Duration::from_secs)
+}
+
+fn valid_mirror(m: &str) -> bool {
+    let m = m.trim_end_matches('/');
+    !m.is_empty()
+        && !m.contains("://")
+        && !m.contains(char::is_whitespace)
+        && m.split_once(':').is_none_or(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok())
+}
+
+static SETTINGS: Lazy<std::result::Result<Settings, EnvError>> =
+    Lazy::new(|| Settings::from_env(&ProcessEnv));
+
+/// The settings of this process, read from its environment once.
+pub(crate) fn settings() -> Result<&'static Settings> {
+    SETTINGS.as_ref().map_err(|(var, value, expected)| Error::InvalidEnv {
+        var,
+        value: value.clone(),
+        expected,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn from(pairs: &[(&'static str, &'static str)]) -> std::result::Result<Settings, EnvError> {
+        let env: HashMap<&str, &str> = pairs.iter().copied().collect();
+        Settings::from_env(&env)
+    }
+
+    #[test]
+    fn defaults_pin_alpine_and_remove_everything() {
+        let s = from(&[]).unwrap();
+        assert_eq!(s.image, "alpine:3.19.1");
+        assert_eq!(s.pull, PullPolicy::Missing);
+        assert_eq!(s.keep, KeepPolicy::Never);
+        assert_eq!(s.preflight, PreflightPolicy::Clean);
+        assert_eq!(s.mirror, None);
+        assert_eq!(s.keep_ttl, Duration::from_secs(86400));
+    }
+
+    #[test]
+    fn every_switch_is_read() {
+        let s = from(&[
+            ("DOCKER_HARNESS_IMAGE", "busybox:1"),
+            ("DOCKER_HARNESS_PULL", "never"),
+            ("DOCKER_HARNESS_KEEP", "on-failure"),
+            ("DOCKER_HARNESS_KEEP_TTL", "60"),
+            ("DOCKER_HARNESS_PREFLIGHT", "fail"),
+            ("DOCKER_HARNESS_REGISTRY_MIRROR", "127.0.0.1:5055/"),
+        ])
+        .unwrap();
+        assert_eq!(s.image, "busybox:1");
+        assert_eq!(s.pull, PullPolicy::Never);
+        assert_eq!(s.keep, KeepPolicy::OnFailure);
+        assert_eq!(s.keep_ttl, Duration::from_secs(60));
+        assert_eq!(s.preflight, PreflightPolicy::Fail);
+        assert_eq!(s.mirror.as_deref(), Some("127.0.0.1:5055"));
+    }
+
+    #[test]
+    fn a_bad_value_names_the_variable_and_what_would_do() {
+        let (var, value, expected) = from(&[("DOCKER_HARNESS_PULL", "sometimes")]).unwrap_err();
+        assert_eq!((var, value.as_str()), ("DOCKER_HARNESS_PULL", "sometimes"));
+        assert!(expected.contains("missing"));
+        let err = Error::InvalidEnv { var, value, expected };
+        assert!(err.to_string().contains("help: fix or unset DOCKER_HARNESS_PULL"));
+    }
+
+    #[test]
+    fn a_mirror_with_a_scheme_or_bad_port_is_refused() {
+        assert!(from(&[("DOCKER_HARNESS_REGISTRY_MIRROR", "http://mirror:5000")]).is_err());
+        assert!(from(&[("DOCKER_HARNESS_REGISTRY_MIRROR", "mirror:port")]).is_err());
+        assert!(from(&[("DOCKER_HARNESS_REGISTRY_MIRROR", "mirror.local")]).is_ok());
+    }
+
+    #[test]
+    fn a_zero_or_negative_ttl_is_refused() {
+        assert!(from(&[("DOCKER_HARNESS_KEEP_TTL", "0")]).is_err());
+        assert!(from(&[("DOCKER_HARNESS_TTL", "-5")]).is_err());
+    }
+}

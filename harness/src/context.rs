@@ -1,0 +1,379 @@
+//! `TestContext`: one test's Docker world. It names and labels everything the test creates,
+//! remembers it, and removes whatever is left at the end, in dependency order.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::config::{self, KeepPolicy};
+use crate::container::{ContainerGuard, ContainerSpec};
+use crate::docker;
+use crate::error::{Error, Result};
+use crate::labels;
+use crate::naming;
+use crate::network::{NetworkGuard, NetworkSpec};
+use crate::resource::{self, Resource};
+use crate::session;
+use crate::volume::{VolumeGuard, VolumeSpec};
+use crate::{blocking, image, sweep};
+
+/// How long `Drop` may spend removing a context's leftovers before it gives up and reports.
+pub(crate) const DROP_LIMIT: Duration = Duration::from_secs(30);
+
+/// One test's Docker world.
+///
+/// Every container, network and volume created through it gets a unique name
+/// (`dh-<test name>-<short task id>-<logical name>`) and the harness's labels, so tests
+/// running in parallel can use the same logical names without colliding. When the
+/// context is dropped (or [`cleanup`](Self::cleanup) is awaited), whatever is left is
+/// removed: containers, then networks, then volumes, each confirmed gone by Docker.
+///
+/// # Example
+/// ```no_run
+/// use docker_harness::{ContainerSpec, TestContext};
+///
+/// # async fn f() -> docker_harness::Result<()> {
+/// let ctx = TestContext::new()?;
+/// let net = ctx.network("backend").await?;
+/// let data = ctx.volume("data").await?;
+/// let web = ctx
+///     .container(
+///         ContainerSpec::new("web")
+///             .with_cmd(["sleep", "3600"])
+///             .with_network(&net)
+///             .with_volume(&data, "/data"),
+///     )
+///     .await?;
+/// let out = web.exec(["sh", "-c", "echo hello > /data/greeting && cat /data/greeting"]).await?;
+/// assert_eq!(out.stdout, "hello\n");
+/// ctx.cleanup().await?; // or let it drop
+/// # Ok(()) }
+/// ```
+///
+/// # Resource leaking
+/// Drop cannot run when the process is killed (SIGKILL, an OOM kill, a power cut). SIGTERM
+/// and SIGINT are handled: the process removes its resources and exits. What a SIGKILL
+/// leaves behind carries this process's owner label, and the next session's pre-test check
+/// (or `docker-harness reap`) removes it once the process is gone.
+pub struct TestContext {
+    pub(crate) inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    pub(crate) task_id: String,
+    pub(crate) test_name: String,
+    pub(crate) prefix: String,
+    pub(crate) labels: HashMap<String, String>,
+    pub(crate) tracked: Mutex<Vec<Resource>>,
+    keep: Mutex<KeepPolicy>,
+    keep_ttl: Duration,
+    prepared: tokio::sync::OnceCell<()>,
+}
+
+impl fmt::Debug for TestContext {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TestContext")
+            .field("test", &self.inner.test_name)
+            .field("task_id", &self.inner.task_id)
+            .field("prefix", &self.inner.prefix)
+            .field("tracked", &self.inner.tracked.lock().map(|t| t.len()).unwrap_or(0))
+            .finish()
+    }
+}
+
+/// The current test's name: `NEXTEST_TEST_NAME`, else the thread's name (libtest names each
+/// test's thread after it), else `None`.
+fn detect_test_name() -> Option<String> {
+    if let Ok(n) = std::env::var("NEXTEST_TEST_NAME") {
+        if !n.is_empty() {
+            return Some(n);
+        }
+    }
+    let thread = std::thread::current();
+    match thread.name() {
+        Some("main") | None => None,
+        Some(n) if n.starts_with("tokio-runtime-worker") || n.starts_with("docker-harness") => None,
+        Some(n) => Some(n.to_string()),
+    }
+}
+
+impl TestContext {
+    /// A context named after the running test (`NEXTEST_TEST_NAME`, else the libtest thread
+    /// name, else `unnamed-test`). Cheap: nothing is asked of Docker until the first resource.
+    ///
+    /// # Errors
+    /// [`Error::InvalidEnv`] when a `DOCKER_HARNESS_*` variable holds a bad value.
+    pub fn new() -> Result<TestContext> {
+        TestContext::named(detect_test_name().as_deref().unwrap_or("unnamed-test"))
+    }
+
+    /// A context for a test of the given name (any string: it is sanitised for Docker).
+    ///
+    /// # Errors
+    /// As [`TestContext::new`].
+    pub fn named(test_name: &str) -> Result<TestContext> {
+        let settings = config::settings()?;
+        let session = session::current()?;
+        let task_id = uuid::Uuid::new_v4().to_string();
+        let prefix = naming::prefix(test_name, &task_id);
+        let labels = labels::for_test(session.id(), test_name, &task_id, settings.ttl);
+        crate::signals::install();
+        Ok(TestContext {
+            inner: Arc::new(Inner {
+                task_id,
+                test_name: test_name.to_string(),
+                prefix,
+                labels,
+                tracked: Mutex::new(Vec::new()),
+                keep: Mutex::new(settings.keep),
+                keep_ttl: settings.keep_ttl,
+                prepared: tokio::sync::OnceCell::new(),
+            }),
+        })
+    }
+
+    /// The unique ID of this context (a UUID), also its `docker-harness.task` label.
+    pub fn task_id(&self) -> &str {
+        &self.inner.task_id
+    }
+
+    /// The test's name as given.
+    pub fn test_name(&self) -> &str {
+        &self.inner.test_name
+    }
+
+    /// The prefix of every Docker name this context makes: `dh-<test>-<short task id>`.
+    pub fn prefix(&self) -> &str {
+        &self.inner.prefix
+    }
+
+    /// The Docker name this context gives to a resource with this logical name.
+    pub fn name_for(&self, logical: &str) -> String {
+        naming::resource_name(&self.inner.prefix, logical)
+    }
+
+    /// The labels every resource of this context carries. Hand them to a program under test
+    /// so that what it creates is found and removed with the test's own resources.
+    pub fn labels(&self) -> &HashMap<String, String> {
+        &self.inner.labels
+    }
+
+    /// The labels as `--label key=value` arguments for a `docker` command line, sorted.
+    pub fn label_args(&self) -> Vec<String> {
+        let mut pairs: Vec<_> = self.inner.labels.iter().collect();
+        pairs.sort();
+        pairs.into_iter().flat_map(|(k, v)| ["--label".to_string(), format!("{k}={v}")]).collect()
+    }
+
+    /// Sets whether this context's resources are left behind for debugging (overriding
+    /// `DOCKER_HARNESS_KEEP`). Resources created after a policy other than `Never` is set
+    /// carry a keep label, so other sessions' sweeps spare them until it expires.
+    pub fn set_keep(&self, policy: KeepPolicy) {
+        if let Ok(mut k) = self.inner.keep.lock() {
+            *k = policy;
+        }
+    }
+
+    /// Creates a network named from `logical`.
+    ///
+    /// # Errors
+    /// Daemon, naming and API errors as [`Error`].
+    pub async fn network(&self, logical: &str) -> Result<NetworkGuard> {
+        self.create_network(NetworkSpec::new(logical)).await
+    }
+
+    /// Creates a network from a spec.
+    ///
+    /// # Errors
+    /// As [`TestContext::network`].
+    pub async fn create_network(&self, spec: NetworkSpec) -> Result<NetworkGuard> {
+        self.prepare().await?;
+        crate::network::create(self.inner.clone(), spec).await
+    }
+
+    /// Creates a volume named from `logical`.
+    ///
+    /// # Errors
+    /// As [`TestContext::network`].
+    pub async fn volume(&self, logical: &str) -> Result<VolumeGuard> {
+        self.create_volume(VolumeSpec::new(logical)).await
+    }
+
+    /// Creates a volume from a spec.
+    ///
+    /// # Errors
+    /// As [`TestContext::network`].
+    pub async fn create_volume(&self, spec: VolumeSpec) -> Result<VolumeGuard> {
+        self.prepare().await?;
+        crate::volume::create(self.inner.clone(), spec).await
+    }
+
+    /// Creates (and, unless the spec says otherwise, starts) a container.
+    ///
+    /// # Errors
+    /// [`Error::ImagePull`], [`Error::ImageMissing`] or [`Error::ImageChanged`] for the
+    /// session image; otherwise as [`TestContext::network`].
+    pub async fn container(&self, spec: ContainerSpec) -> Result<ContainerGuard> {
+        self.prepare().await?;
+        let image = match spec.image() {
+            Some(i) => i.to_string(),
+            None => image::session_image_checked().await?.reference,
+        };
+        crate::container::create(self.inner.clone(), spec, image).await
+    }
+
+    /// Removes everything this context still tracks, in dependency order, and returns what
+    /// could not be removed. Afterwards Drop has nothing left to do.
+    ///
+    /// # Errors
+    /// [`Error::Cleanup`] listing each resource that is still there and why.
+    pub async fn cleanup(&self) -> Result<()> {
+        let inner = self.inner.clone();
+        blocking::run(async move { inner.teardown().await }).await
+    }
+
+    /// Stops tracking everything created so far: nothing of it is removed by this context.
+    /// Returns what was released, so the caller can remove it later (or leave it for
+    /// debugging; the next session's sweep removes it once this process is gone).
+    pub fn release(&self) -> Vec<Resource> {
+        self.inner.tracked.lock().map(|mut t| std::mem::take(&mut *t)).unwrap_or_default()
+    }
+
+    /// Per context, before it creates anything: the session's pre-test check (once per
+    /// session) and leftovers of earlier runs of this same test.
+    async fn prepare(&self) -> Result<()> {
+        let inner = self.inner.clone();
+        blocking::run(async move {
+            inner
+                .prepared
+                .get_or_try_init(|| async {
+                    sweep::preflight().await?;
+                    sweep::same_test(&inner.test_name).await
+                })
+                .await
+                .map(drop)
+        })
+        .await
+    }
+}
+
+impl Inner {
+    pub(crate) fn track(&self, r: Resource) {
+        if let Ok(mut t) = self.tracked.lock() {
+            t.push(r);
+        }
+    }
+
+    pub(crate) fn untrack(&self, id: &str) {
+        if let Ok(mut t) = self.tracked.lock() {
+            t.retain(|r| r.id != id);
+        }
+    }
+
+    /// The labels for a new resource: the context's, plus a keep label when keeping is on.
+    pub(crate) fn labels_for_new(&self, extra: &HashMap<String, String>) -> HashMap<String, String> {
+        let mut l = extra.clone();
+        l.extend(self.labels.clone());
+        if self.keep_policy() != KeepPolicy::Never {
+            let until = labels::unix_now() + self.keep_ttl.as_secs();
+            l.insert(labels::KEEP_UNTIL.to_string(), until.to_string());
+        }
+        l
+    }
+
+    pub(crate) fn keep_policy(&self) -> KeepPolicy {
+        self.keep.lock().map(|k| *k).unwrap_or(KeepPolicy::Never)
+    }
+
+    /// Whether teardown should leave things in place now.
+    pub(crate) fn keeping_now(&self) -> bool {
+        match self.keep_policy() {
+            KeepPolicy::Never => false,
+            KeepPolicy::Always => true,
+            KeepPolicy::OnFailure => std::thread::panicking(),
+        }
+    }
+
+    pub(crate) async fn teardown(&self) -> Result<()> {
+        let items = self.tracked.lock().map(|t| t.clone()).unwrap_or_default();
+        if items.is_empty() {
+            return Ok(());
+        }
+        let docker = docker::client().await?;
+        let failures = resource::remove_in_order(&docker, &items).await;
+        if let Ok(mut t) = self.tracked.lock() {
+            t.retain(|r| failures.iter().any(|f| f.name == r.name));
+        }
+        if failures.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::Cleanup(failures))
+        }
+    }
+}
+
+/// Prints what is being kept and the one command that removes it later.
+pub(crate) fn report_kept(task_id: &str, items: &[Resource]) {
+    if items.is_empty() {
+        return;
+    }
+    let names: Vec<String> = items.iter().map(|r| r.to_string()).collect();
+    eprintln!(
+        "docker-harness: keeping for debugging: {}; remove with: cargo run -p docker-harness -- clean --task {task_id}",
+        names.join(", ")
+    );
+}
+
+impl Drop for TestContext {
+    fn drop(&mut self) {
+        let items = self.inner.tracked.lock().map(|t| t.clone()).unwrap_or_default();
+        if items.is_empty() {
+            return;
+        }
+        if self.inner.keeping_now() {
+            report_kept(&self.inner.task_id, &items);
+            return;
+        }
+        let inner = self.inner.clone();
+        match blocking::wait(async move { inner.teardown().await }, DROP_LIMIT) {
+            Some(Ok(())) => {}
+            Some(Err(Error::Cleanup(failures))) => {
+                for f in failures {
+                    eprintln!("docker-harness: could not remove {} {}: {}", f.kind, f.name, f.error);
+                }
+            }
+            Some(Err(e)) => eprintln!("docker-harness: teardown of {} failed: {e}", self.inner.prefix),
+            None => eprintln!(
+                "docker-harness: teardown of {} did not finish within {}s; the next sweep removes what is left",
+                self.inner.prefix,
+                DROP_LIMIT.as_secs()
+            ),
+        }
+    }
+}
+
+/// The rstest fixture: a fresh [`TestContext`] named after the running test.
+///
+/// ```no_run
+/// use docker_harness::{ctx, TestContext};
+/// use rstest::rstest;
+///
+/// #[rstest]
+/// #[tokio::test]
+/// async fn my_test(ctx: TestContext) -> anyhow::Result<()> {
+///     let _net = ctx.network("net").await?;
+///     Ok(())
+/// }
+/// ```
+///
+/// # Panics
+/// When the environment is invalid (e.g. `DOCKER_HARNESS_PULL=sometimes`): a fixture
+/// cannot return an error, and the message says what to fix.
+#[rstest::fixture]
+pub fn ctx() -> TestContext {
+    match TestContext::new() {
+        Ok(c) => c,
+        Err(e) => panic!("docker-harness: {e}"),
+    }
+}

@@ -1,0 +1,206 @@
+//! The one error type of the crate. Every variant says what was being done and to what,
+//! because bollard's errors alone ("status code 404") do not tell a test author which
+//! resource or which setting was wrong.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// The crate's `Result`.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in docker-harness.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The Docker daemon did not answer.
+    #[error(
+        "cannot reach the Docker daemon at {host} ({reason}).\n  \
+         tried: connecting and negotiating the API version, for at most 5 s.\n  \
+         help: start the daemon (`sudo systemctl start docker`), point DOCKER_HOST at a running one \
+         (e.g. unix:///var/run/docker.sock or tcp://127.0.0.1:2375), and check that this user may \
+         open the socket (`docker info` must work)"
+    )]
+    DaemonUnreachable {
+        /// What was tried: DOCKER_HOST, or the default socket.
+        host: String,
+        /// The underlying failure, as text.
+        reason: String,
+    },
+
+    /// The image is not present and the pull policy forbids pulling it.
+    #[error(
+        "image {image} is not present on the daemon and DOCKER_HARNESS_PULL=never forbids pulling it.\n  \
+         help: pull it first (`docker pull {image}`), set DOCKER_HARNESS_PULL=missing, or name a \
+         present image in DOCKER_HARNESS_IMAGE"
+    )]
+    ImageMissing {
+        /// The image reference.
+        image: String,
+    },
+
+    /// Pulling an image failed.
+    #[error(
+        "pulling {image} (from {source_ref}) failed after {attempts} attempt(s): {message}\n  \
+         help: if no registry is reachable, serve the image from a mirror \
+         (DOCKER_HARNESS_REGISTRY_MIRROR=host:port), name a present image in DOCKER_HARNESS_IMAGE, \
+         or run `make e2e`, which switches to the offline stand-in image"
+    )]
+    ImagePull {
+        /// The reference the tests use.
+        image: String,
+        /// The reference actually pulled (differs when a mirror is used).
+        source_ref: String,
+        /// The registry's or daemon's answer.
+        message: String,
+        /// How many pulls were tried (transient failures are retried).
+        attempts: u32,
+        /// Whether the image is known not to exist (no retry was made).
+        not_found: bool,
+    },
+
+    /// The pinned reference no longer points at the image the session resolved.
+    #[error(
+        "image {image} changed during the session: it was {expected} when the session resolved it \
+         and is now {found}.\n  help: something re-tagged or removed it while tests were running; \
+         do not re-tag the session image mid-run (tag a private copy instead)"
+    )]
+    ImageChanged {
+        /// The image reference.
+        image: String,
+        /// The image ID recorded when the session resolved it.
+        expected: String,
+        /// What it resolves to now (`<absent>` when removed).
+        found: String,
+    },
+
+    /// A Docker API call failed.
+    #[error("failed to {action}: {source}")]
+    Docker {
+        /// What was being done, e.g. "remove container dh-x-1234-web".
+        action: String,
+        /// The bollard error.
+        #[source]
+        source: bollard::errors::Error,
+    },
+
+    /// An environment variable holds a value the harness does not understand.
+    #[error("{var}={value:?} is not valid: expected {expected}.\n  help: fix or unset {var}")]
+    InvalidEnv {
+        /// The variable's name.
+        var: &'static str,
+        /// The value found.
+        value: String,
+        /// What would have been accepted.
+        expected: &'static str,
+    },
+
+    /// A name given to the harness cannot be made into a Docker name.
+    #[error("invalid {what} {value:?}: {reason}")]
+    InvalidName {
+        /// What the name is for.
+        what: &'static str,
+        /// The name given.
+        value: String,
+        /// Why it was refused.
+        reason: &'static str,
+    },
+
+    /// Waiting for something took longer than allowed.
+    #[error("timed out after {after:?} while waiting to {what}")]
+    Timeout {
+        /// What was being waited for.
+        what: String,
+        /// How long was waited.
+        after: Duration,
+    },
+
+    /// A file of the session state could not be used.
+    #[error("failed to {action} {path}: {source}")]
+    State {
+        /// What was being done.
+        action: &'static str,
+        /// The file or directory.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// Teardown could not remove everything.
+    #[error("cleanup left {} resource(s) behind: {}", .0.len(), CleanupList(.0))]
+    Cleanup(Vec<CleanupFailure>),
+
+    /// The pre-test check found orphans and `DOCKER_HARNESS_PREFLIGHT=fail` asked to stop.
+    #[error(
+        "the pre-test check found {} orphaned resource(s) left by dead test processes:\n{}\n  \
+         help: remove them with `cargo run -p docker-harness -- reap` (only resources labelled \
+         docker-harness.managed are ever touched), or set DOCKER_HARNESS_PREFLIGHT=clean",
+        .0.len(), .0.join("\n")
+    )]
+    Orphans(Vec<String>),
+
+    /// A test created more Docker resources than it declared.
+    #[error("resource budget exceeded: {0}")]
+    BudgetExceeded(String),
+}
+
+/// One resource that teardown failed to remove.
+#[derive(Debug)]
+pub struct CleanupFailure {
+    /// `container`, `network` or `volume`.
+    pub kind: &'static str,
+    /// The resource's name.
+    pub name: String,
+    /// Why it could not be removed.
+    pub error: Box<Error>,
+}
+
+struct CleanupList<'a>(&'a [CleanupFailure]);
+
+impl fmt::Display for CleanupList<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, c) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str("; ")?;
+            }
+            write!(f, "{} {} ({})", c.kind, c.name, c.error)?;
+        }
+        Ok(())
+    }
+}
+
+impl Error {
+    pub(crate) fn docker(action: impl Into<String>, source: bollard::errors::Error) -> Self {
+        Error::Docker { action: action.into(), source }
+    }
+
+    /// The Docker status code of a failed API call, if this is one.
+    pub fn status_code(&self) -> Option<u16> {
+        match self {
+            Error::Docker { source, .. } => status_of(source),
+            _ => None,
+        }
+    }
+
+    /// True when Docker answered 404: the resource does not exist (or no longer does).
+    pub fn is_not_found(&self) -> bool {
+        self.status_code() == Some(404)
+    }
+
+    /// True when Docker answered 409: a name is taken or the resource is in use.
+    pub fn is_conflict(&self) -> bool {
+        self.status_code() == Some(409)
+    }
+}
+
+pub(crate) fn status_of(e: &bollard::errors::Error) -> Option<u16> {
+    match e {
+        bollard::errors::Error::DockerResponseServerError { status_code, .. } => Some(*status_code),
+        _ => None,
+    }
+}
+
+pub(crate) fn is_404(e: &bollard::errors::Error) -> bool {
+    status_of(e) == Some(404)
+}

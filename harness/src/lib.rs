@@ -1,0 +1,54 @@
+//! docker-harness: every test's Docker world is its own, and nothing is left behind,
+//! whatever ends the test.
+//!
+//! A [`TestContext`] names and labels everything a test creates; guards remove each
+//! resource when they drop; the context removes whatever is left (containers, then
+//! networks, then volumes, each confirmed gone); SIGTERM and SIGINT clean up before the
+//! process exits; and the once-per-session pre-test check removes what a SIGKILL left.
+//!
+//! ```no_run
+//! use docker_harness::{ContainerSpec, TestContext};
+//!
+//! #[tokio::test]
+//! async fn greets() -> anyhow::Result<()> {
+//!     let ctx = TestContext::new()?;
+//!     let c = ctx.container(ContainerSpec::new("app").with_cmd(["sleep", "3600"])).await?;
+//!     let out = c.exec(["echo", "hi"]).await?;
+//!     assert_eq!(out.stdout, "hi\n");
+//!     Ok(())
+//! }
+//! ```
+#![deny(unsafe_code)]
+#![warn(missing_docs)]
+
+mod blocking;
+mod config;
+mod container;
+mod context;
+mod docker;
+mod error;
+mod guard;
+mod image;
+pub mod labels;
+mod naming;
+mod network;
+mod preflight;
+mod resource;
+pub mod session;
+mod signals;
+pub mod sweep;
+mod volume;
+
+pub use config::{KeepPolicy, PreflightPolicy, PullPolicy, DEFAULT_IMAGE};
+pub use container::{ContainerGuard, ContainerSpec, ExecOutput, Logs};
+pub use context::{ctx, TestContext};
+pub use docker::daemon_version;
+pub use error::{CleanupFailure, Error, Result};
+pub use image::{pull_records, reference as session_image_reference, session_image, PullRecord, SessionImage};
+pub use network::{NetworkGuard, NetworkSpec};
+pub use resource::{Kind, Resource};
+pub use volume::{VolumeGuard, VolumeSpec};
+
+#[doc = include_str!("../../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

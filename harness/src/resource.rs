@@ -1,0 +1,174 @@
+//! What the three kinds of resource have in common: a kind, an identity, and a removal that
+//! counts "already gone" as success and only returns once Docker confirms it with a 404.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::time::{Duration, Instant};
+
+use bollard::query_parameters::{
+    InspectContainerOptions, InspectNetworkOptions, ListContainersOptions, ListNetworksOptions,
+    ListVolumesOptions, RemoveContainerOptions, RemoveVolumeOptions,
+};
+use bollard::Docker;
+use futures_util::future::join_all;
+
+use crate::error::{is_404, status_of, CleanupFailure, Error, Result};
+
+/// The kinds of Docker resource the harness manages, in teardown order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Kind {
+    /// A container.
+    Container,
+    /// A network.
+    Network,
+    /// A volume.
+    Volume,
+}
+
+impl Kind {
+    /// `container`, `network` or `volume`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Container => "container",
+            Kind::Network => "network",
+            Kind::Volume => "volume",
+        }
+    }
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One resource: its kind, Docker ID (a volume's ID is its name) and name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resource {
+    /// The kind.
+    pub kind: Kind,
+    /// The Docker ID.
+    pub id: String,
+    /// The Docker name.
+    pub name: String,
+    /// Its labels, where they were read.
+    pub labels: HashMap<String, String>,
+}
+
+impl fmt::Display for Resource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.kind, self.name)
+    }
+}
+
+/// How long a removal may wait for Docker to let go of a resource (an in-use volume or a
+/// network whose containers are still going) before it reports failure.
+const SETTLE: Duration = Duration::from_secs(10);
+
+/// Removes one resource and waits until inspecting it answers 404.
+pub(crate) async fn remove(docker: &Docker, kind: Kind, id: &str, name: &str) -> Result<()> {
+    let started = Instant::now();
+    let mut pause = Duration::from_millis(20);
+    loop {
+        let attempt = match kind {
+            Kind::Container => {
+                // Force kills at once: a `sleep` as PID 1 ignores SIGTERM, so a graceful stop
+                // would wait out Docker's full 10 s timeout for nothing.
+                let opts = RemoveContainerOptions { force: true, v: true, link: false };
+                docker.remove_container(id, Some(opts)).await
+            }
+            Kind::Network => docker.remove_network(id).await,
+            Kind::Volume => docker.remove_volume(id, Some(RemoveVolumeOptions { force: false })).await,
+        };
+        match attempt {
+            Ok(()) => {}
+            Err(e) if is_404(&e) => {}
+            // 409 (in use / removal in progress) and 403/500 (network with active endpoints)
+            // settle once the containers that hold them are gone.
+            Err(e) if matches!(status_of(&e), Some(409 | 403 | 500)) && started.elapsed() < SETTLE => {
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_millis(500));
+                continue;
+            }
+            Err(e) => return Err(Error::docker(format!("remove {kind} {name}"), e)),
+        }
+        if gone(docker, kind, id).await? {
+            return Ok(());
+        }
+        if started.elapsed() >= SETTLE {
+            return Err(Error::Timeout { what: format!("see {kind} {name} gone"), after: SETTLE });
+        }
+        tokio::time::sleep(pause).await;
+    }
+}
+
+/// True once Docker answers 404 for the resource.
+pub(crate) async fn gone(docker: &Docker, kind: Kind, id: &str) -> Result<bool> {
+    let r = match kind {
+        Kind::Container => docker.inspect_container(id, None::<InspectContainerOptions>).await.map(drop),
+        Kind::Network => docker.inspect_network(id, None::<InspectNetworkOptions>).await.map(drop),
+        Kind::Volume => docker.inspect_volume(id).await.map(drop),
+    };
+    match r {
+        Ok(()) => Ok(false),
+        Err(e) if is_404(&e) => Ok(true),
+        Err(e) => Err(Error::docker(format!("inspect {kind} {id}"), e)),
+    }
+}
+
+/// Removes resources in dependency order: all containers in parallel, then all networks,
+/// then all volumes. Returns what could not be removed.
+pub(crate) async fn remove_in_order(docker: &Docker, items: &[Resource]) -> Vec<CleanupFailure> {
+    let mut failures = Vec::new();
+    for kind in [Kind::Container, Kind::Network, Kind::Volume] {
+        let batch = items.iter().filter(|r| r.kind == kind).map(|r| async move {
+            remove(docker, r.kind, &r.id, &r.name).await.err().map(|e| CleanupFailure {
+                kind: r.kind.as_str(),
+                name: r.name.clone(),
+                error: Box::new(e),
+            })
+        });
+        failures.extend(join_all(batch).await.into_iter().flatten());
+    }
+    failures
+}
+
+/// Lists every resource carrying all of `labels` (as `key` or `key=value` filters).
+/// Docker's label filter is exact, unlike its name filter, which matches substrings.
+pub(crate) async fn list_labelled(docker: &Docker, labels: &[String]) -> Result<Vec<Resource>> {
+    let filters = HashMap::from([("label".to_string(), labels.to_vec())]);
+    let (containers, networks, volumes) = tokio::join!(
+        docker.list_containers(Some(ListContainersOptions {
+            all: true,
+            filters: Some(filters.clone()),
+            ..Default::default()
+        })),
+        docker.list_networks(Some(ListNetworksOptions { filters: Some(filters.clone()) })),
+        docker.list_volumes(Some(ListVolumesOptions { filters: Some(filters.clone()) })),
+    );
+    let mut out = Vec::new();
+    for c in containers.map_err(|e| Error::docker("list containers", e))? {
+        out.push(Resource {
+            kind: Kind::Container,
+            id: c.id.unwrap_or_default(),
+            name: c
+                .names
+                .and_then(|n| n.into_iter().next())
+                .map(|n| n.trim_start_matches('/').to_string())
+                .unwrap_or_default(),
+            labels: c.labels.unwrap_or_default(),
+        });
+    }
+    for n in networks.map_err(|e| Error::docker("list networks", e))? {
+        out.push(Resource {
+            kind: Kind::Network,
+            id: n.id.unwrap_or_default(),
+            name: n.name.unwrap_or_default(),
+            labels: n.labels.unwrap_or_default(),
+        });
+    }
+    for v in volumes.map_err(|e| Error::docker("list volumes", e))?.volumes.unwrap_or_default() {
+        out.push(Resource { kind: Kind::Volume, id: v.name.clone(), name: v.name, labels: v.labels });
+    }
+    Ok(out)
+}

@@ -1,0 +1,260 @@
+//! The session: one run of a test suite, which under nextest spans many processes.
+//!
+//! Its ID comes from `NEXTEST_RUN_ID` (shared by every process of a nextest run), else
+//! `DOCKER_HARNESS_SESSION`, else a fresh UUID for this process. Work that must happen
+//! once per session (the image pull, the pre-test check) goes through [`once`]: an
+//! advisory file lock in the session's state directory, which the kernel releases when
+//! its holder dies, so a lock left by a killed process never blocks the next one.
+
+use std::fs::{self, File, OpenOptions};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use once_cell::sync::Lazy;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::config::{Env, ProcessEnv};
+use crate::error::{Error, Result};
+
+/// The current session.
+#[derive(Debug, Clone)]
+pub struct Session {
+    id: String,
+    state_dir: PathBuf,
+}
+
+impl Session {
+    /// The session's ID.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The directory that holds this session's cross-process state (locks, pull records).
+    pub fn state_dir(&self) -> &Path {
+        &self.state_dir
+    }
+}
+
+pub(crate) fn session_id_from(env: &dyn Env) -> Result<String> {
+    if let Some(id) = env.var("NEXTEST_RUN_ID") {
+        return Ok(id);
+    }
+    match env.var("DOCKER_HARNESS_SESSION") {
+        Some(id) if valid_session_id(&id) => Ok(id),
+        Some(id) => Err(Error::InvalidEnv {
+            var: "DOCKER_HARNESS_SESSION",
+            value: id,
+            expected: "1 to 64 characters of letters, digits, '-', '_' or '.'",
+        }),
+        None => Ok(uuid::Uuid::new_v4().to_string()),
+    }
+}
+
+fn valid_session_id(id: &str) -> bool {
+    (1..=64).contains(&id.len())
+        && id.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
+/// Where every session's state directory lives: `DOCKER_HARNESS_STATE_DIR`, else
+/// `<temp dir>/docker-harness`.
+pub(crate) fn state_root() -> PathBuf {
+    ProcessEnv
+        .var("DOCKER_HARNESS_STATE_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| std::env::temp_dir().join("docker-harness"))
+}
+
+static CURRENT: Lazy<std::result::Result<Session, String>> = Lazy::new(|| {
+    let id = session_id_from(&ProcessEnv).map_err(|e| e.to_string())?;
+    let state_dir = state_root().join("sessions").join(&id);
+    Ok(Session { id, state_dir })
+});
+
+/// The session this process belongs to.
+///
+/// # Errors
+/// [`Error::InvalidEnv`] when `DOCKER_HARNESS_SESSION` is not a usable ID.
+pub fn current() -> Result<&'static Session> {
+    CURRENT.as_ref().map_err(|msg| Error::InvalidName {
+        what: "session",
+        value: msg.clone(),
+        reason: "DOCKER_HARNESS_SESSION must be 1 to 64 letters, digits, '-', '_' or '.'",
+    })
+}
+
+fn state_err<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> Error + 'a {
+    move |source| Error::State { action, path: path.to_path_buf(), source }
+}
+
+/// Runs `work` once per session across processes and returns its recorded result to every
+/// caller. Concurrent callers wait (polling the lock, up to `limit`) for the first one; a
+/// failure is not recorded, so the next caller tries again.
+pub(crate) async fn once<T, F, Fut>(dir: &Path, key: &str, limit: Duration, work: F) -> Result<T>
+where
+    T: Serialize + DeserializeOwned,
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = Result<T>>,
+{
+    fs::create_dir_all(dir).map_err(state_err("create the state directory", dir))?;
+    let done = dir.join(format!("{key}.done.json"));
+    if let Some(v) = read_done(&done) {
+        return Ok(v);
+    }
+    let lock_path = dir.join(format!("{key}.lock"));
+    let lock = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(state_err("open the lock file", &lock_path))?;
+    acquire(&lock, &lock_path, limit).await?;
+    let result = match read_done(&done) {
+        Some(v) => Ok(v),
+        None => match work().await {
+            Ok(v) => write_json(&done, &v).map(|_| v),
+            Err(e) => Err(e),
+        },
+    };
+    let _ = lock.unlock();
+    result
+}
+
+async fn acquire(lock: &File, path: &Path, limit: Duration) -> Result<()> {
+    let started = Instant::now();
+    let mut pause = Duration::from_millis(10);
+    loop {
+        match lock.try_lock() {
+            Ok(()) => return Ok(()),
+            Err(std::fs::TryLockError::WouldBlock) => {}
+            Err(std::fs::TryLockError::Error(e)) => {
+                return Err(Error::State { action: "lock", path: path.to_path_buf(), source: e })
+            }
+        }
+        if started.elapsed() >= limit {
+            return Err(Error::Timeout {
+                what: format!("take the session lock {} (another test process holds it)", path.display()),
+                after: limit,
+            });
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_millis(200));
+    }
+}
+
+fn read_done<T: DeserializeOwned>(path: &Path) -> Option<T> {
+    let bytes = fs::read(path).ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
+
+/// Writes JSON atomically (write then rename) so a reader never sees half a file.
+pub(crate) fn write_json<T: Serialize>(path: &Path, v: &T) -> Result<()> {
+    let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
+    let bytes = serde_json::to_vec_pretty(v).expect("state records serialize");
+    fs::write(&tmp, bytes).map_err(state_err("write", &tmp))?;
+    fs::rename(&tmp, path).map_err(state_err("rename into place", path))
+}
+
+/// Appends one JSON line to a session record (pull records, for audits).
+pub(crate) fn append_record<T: Serialize>(path: &Path, v: &T) -> Result<()> {
+    use std::io::Write;
+    if let Some(dir) = path.parent() {
+        fs::create_dir_all(dir).map_err(state_err("create the state directory", dir))?;
+    }
+    let mut line = serde_json::to_vec(v).expect("state records serialize");
+    line.push(b'\n');
+    let mut f = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(state_err("open", path))?;
+    f.write_all(&line).map_err(state_err("append to", path))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::sync::Arc;
+
+    #[test]
+    fn nextest_run_id_wins_over_the_harness_variable() {
+        let env: HashMap<&str, &str> =
+            [("NEXTEST_RUN_ID", "run-1"), ("DOCKER_HARNESS_SESSION", "mine")].into();
+        assert_eq!(session_id_from(&env).unwrap(), "run-1");
+        let env: HashMap<&str, &str> = [("DOCKER_HARNESS_SESSION", "mine")].into();
+        assert_eq!(session_id_from(&env).unwrap(), "mine");
+    }
+
+    #[test]
+    fn without_either_a_fresh_uuid_is_used() {
+        let env: HashMap<&str, &str> = HashMap::new();
+        let a = session_id_from(&env).unwrap();
+        assert!(uuid::Uuid::parse_str(&a).is_ok());
+        assert_ne!(a, session_id_from(&env).unwrap());
+    }
+
+    #[test]
+    fn a_session_id_that_could_escape_its_directory_is_refused() {
+        let env: HashMap<&str, &str> = [("DOCKER_HARNESS_SESSION", "../etc")].into();
+        let err = session_id_from(&env).unwrap_err();
+        assert!(err.to_string().contains("DOCKER_HARNESS_SESSION"), "{err}");
+    }
+
+    fn temp_dir(tag: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("dh-unit-{tag}-{}", uuid::Uuid::new_v4()));
+        fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    #[tokio::test]
+    async fn once_runs_the_work_a_single_time_for_concurrent_callers() {
+        let dir = temp_dir("once");
+        let runs = Arc::new(AtomicU32::new(0));
+        let mut tasks = Vec::new();
+        for _ in 0..8 {
+            let (dir, runs) = (dir.clone(), runs.clone());
+            tasks.push(tokio::spawn(async move {
+                once(&dir, "work", Duration::from_secs(10), || async {
+                    runs.fetch_add(1, Ordering::SeqCst);
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    Ok(7u32)
+                })
+                .await
+            }));
+        }
+        for t in tasks {
+            assert_eq!(t.await.unwrap().unwrap(), 7);
+        }
+        assert_eq!(runs.load(Ordering::SeqCst), 1);
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_failed_attempt_is_not_recorded() {
+        let dir = temp_dir("fail");
+        let first: Result<u32> = once(&dir, "w", Duration::from_secs(5), || async {
+            Err(Error::Timeout { what: "x".into(), after: Duration::ZERO })
+        })
+        .await;
+        assert!(first.is_err());
+        let second = once(&dir, "w", Duration::from_secs(5), || async { Ok(3u32) }).await;
+        assert_eq!(second.unwrap(), 3);
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_held_lock_times_out_with_a_clear_error() {
+        let dir = temp_dir("held");
+        let holder = File::create(dir.join("k.lock")).unwrap();
+        holder.lock().unwrap();
+        let err = once(&dir, "k", Duration::from_millis(200), || async { Ok(1u32) })
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("session lock"), "{err}");
+        drop(holder); // the kernel releases the lock with its last handle, as when a holder dies
+        assert_eq!(once(&dir, "k", Duration::from_secs(5), || async { Ok(2u32) }).await.unwrap(), 2);
+        fs::remove_dir_all(dir).unwrap();
+    }
+}

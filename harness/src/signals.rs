@@ -1,0 +1,67 @@
+//! SIGTERM and SIGINT: remove this process's resources, then exit with the conventional
+//! status (128 + the signal's number). nextest's `terminate-after` and a forwarded Ctrl-C
+//! both arrive this way; SIGKILL cannot be caught and is left to the next sweep.
+
+use std::time::Duration;
+
+use once_cell::sync::OnceCell;
+use tokio::signal::unix::{signal, SignalKind};
+
+use crate::config::{settings, KeepPolicy};
+use crate::labels::{self, Owner};
+use crate::{blocking, docker, resource};
+
+/// The whole of the signal cleanup must fit well inside nextest's grace period.
+const LIMIT: Duration = Duration::from_secs(5);
+
+static INSTALLED: OnceCell<()> = OnceCell::new();
+
+/// Installs the handlers once per process. Cheap after the first call.
+pub(crate) fn install() {
+    INSTALLED.get_or_init(|| {
+        let _enter = blocking::handle().enter();
+        let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+            eprintln!("docker-harness: cannot listen for SIGTERM/SIGINT; a killed test leaves its resources to the next sweep");
+            return;
+        };
+        blocking::handle().spawn(async move {
+            let code = tokio::select! {
+                _ = term.recv() => 143,
+                _ = int.recv() => 130,
+            };
+            cleanup_own().await;
+            std::process::exit(code);
+        });
+    });
+}
+
+/// Removes everything this process owns (found by its owner label), in dependency order.
+async fn cleanup_own() {
+    if settings().map(|s| s.keep != KeepPolicy::Never).unwrap_or(false) {
+        eprintln!("docker-harness: interrupted; keeping this process's resources (DOCKER_HARNESS_KEEP)");
+        return;
+    }
+    let work = async {
+        let docker = docker::client().await?;
+        let filters = [
+            format!("{}=true", labels::MANAGED),
+            format!("{}={}", labels::OWNER, Owner::current()),
+        ];
+        let mine: Vec<_> = resource::list_labelled(&docker, &filters)
+            .await?
+            .into_iter()
+            .filter(|r| !r.labels.contains_key(labels::SHARED))
+            .collect();
+        let failed = resource::remove_in_order(&docker, &mine).await;
+        for f in &failed {
+            eprintln!("docker-harness: interrupted; could not remove {} {}: {}", f.kind, f.name, f.error);
+        }
+        eprintln!("docker-harness: interrupted; removed {} resource(s) of this process", mine.len() - failed.len());
+        Ok::<(), crate::Error>(())
+    };
+    match tokio::time::timeout(LIMIT, work).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => eprintln!("docker-harness: interrupted; cleanup failed: {e}"),
+        Err(_) => eprintln!("docker-harness: interrupted; cleanup took over {LIMIT:?}; the next sweep removes the rest"),
+    }
+}
