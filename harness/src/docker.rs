@@ -1,4 +1,4 @@
-//! The process's one Docker client: connected from the local defaults (which honour
+//! The process's one Docker client: connected from the defaults (which honour
 //! `DOCKER_HOST`), its API version negotiated once, bounded to 5 s when the daemon is down.
 
 use std::time::Duration;
@@ -22,7 +22,7 @@ fn describe_host() -> String {
 
 async fn connect() -> Result<Docker> {
     let unreachable = |reason: String| Error::DaemonUnreachable { host: describe_host(), reason };
-    let docker = Docker::connect_with_local_defaults().map_err(|e| unreachable(e.to_string()))?;
+    let docker = Docker::connect_with_defaults().map_err(|e| unreachable(e.to_string()))?;
     // Bollard asks for a newer API than Docker 20.10 speaks (1.41); negotiate down once.
     // Clones share the negotiated version, so every later clone speaks it too.
     match tokio::time::timeout(CONNECT_LIMIT, docker.negotiate_version()).await {

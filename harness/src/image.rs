@@ -116,6 +116,13 @@ async fn resolve(docker: &Docker, image: &str, policy: PullPolicy, mirror: Optio
     let source = mirror.and_then(|m| mirrored(image, m)).unwrap_or_else(|| image.to_string());
     let started = Instant::now();
     pull_with_retries(docker, image, &source).await?;
+    // Read before the mirror's tag goes: the repository digest is recorded under it.
+    let digest = docker
+        .inspect_image(&source)
+        .await
+        .ok()
+        .and_then(|i| i.repo_digests)
+        .and_then(|d| d.into_iter().next());
     // A digest reference cannot be tagged; containers then use the mirror's reference.
     let reference = if source != image && !image.contains('@') {
         let (repo, tag) = split_tag(image);
@@ -138,7 +145,7 @@ async fn resolve(docker: &Docker, image: &str, policy: PullPolicy, mirror: Optio
     let record = PullRecord {
         image: image.to_string(),
         source,
-        digest: info.repo_digests.and_then(|d| d.into_iter().next()),
+        digest,
         id: id.clone(),
         duration_ms: started.elapsed().as_millis(),
         pid: std::process::id(),
