@@ -13,7 +13,7 @@ WITH_IMAGE := fixtures/with-image.sh
 CANARY := fixtures/canary.sh
 # Steps of `make test`, in order; append new ones here. `leftovers` always
 # runs last, even after a failed step.
-TEST_STEPS := unit e2e doctest
+TEST_STEPS := unit e2e e2e-cold doctest
 
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
@@ -23,7 +23,7 @@ JUNIT_DIR := target/nextest/ci
 save_junit = if [[ -f $(JUNIT_DIR)/junit.xml ]]; then mv $(JUNIT_DIR)/junit.xml $(JUNIT_DIR)/junit-$@.xml; fi
 APT_PACKAGES := busybox-static docker-registry
 
-.PHONY: test deps check-daemon unit e2e doctest leftovers fmt lint
+.PHONY: test deps check-daemon unit e2e e2e-cold doctest leftovers fmt lint status reap clean
 
 test:
 	@failed=(); \
@@ -62,6 +62,10 @@ e2e: deps check-daemon
 	$(CANARY) remove; \
 	exit $$rc
 
+# The suite from a cold image cache, then a warm one: exactly one pull, then none.
+e2e-cold: deps check-daemon
+	$(WITH_IMAGE) fixtures/e2e-cold.sh
+
 doctest: deps check-daemon
 	$(WITH_IMAGE) cargo test --doc -p docker-harness
 
@@ -82,3 +86,14 @@ fmt:
 
 lint:
 	cargo clippy --workspace --all-targets -- -D warnings
+
+# The docker-harness CLI: what test runs left, and removing it (only ever resources
+# labelled docker-harness.managed). `make clean ARGS='--session ID'`, `--kept`, `--all`.
+status: check-daemon
+	cargo run -q -p docker-harness -- status
+
+reap: check-daemon
+	cargo run -q -p docker-harness -- reap
+
+clean: check-daemon
+	cargo run -q -p docker-harness -- clean $(or $(ARGS),--all)

@@ -63,6 +63,11 @@ pub fn child(test: &str, env: &[(&str, &str)]) -> Command {
     let mut cmd = Command::new(std::env::current_exe().expect("own path"));
     cmd.args(["--exact", test, "--ignored", "--nocapture", "--test-threads", "1"]);
     cmd.env("DOCKER_HARNESS_E2E_CHILD", "1");
+    // The child joins this process's session (under nextest NEXTEST_RUN_ID does that too),
+    // so it does not run a session's pre-test check of its own unless a test asks.
+    if let Ok(s) = docker_harness::session::current() {
+        cmd.env("DOCKER_HARNESS_SESSION", s.id());
+    }
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -101,4 +106,12 @@ where
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// Makes a child start a session of its own, with fresh state.
+pub fn own_session(cmd: &mut Command, tag: &str) -> String {
+    let id = format!("e2e-{tag}-{}", uuid::Uuid::new_v4().simple());
+    let dir = std::env::temp_dir().join("docker-harness-e2e").join(&id);
+    cmd.env_remove("NEXTEST_RUN_ID").env("DOCKER_HARNESS_SESSION", &id).env("DOCKER_HARNESS_STATE_DIR", dir);
+    id
 }
