@@ -137,7 +137,10 @@ async fn apply_policy(docker: &Docker, extra: &[String], scope: &str) -> Result<
             if orphans.is_empty() {
                 Ok(())
             } else if policy == PreflightPolicy::Fail {
-                Err(Error::Orphans(orphans))
+                let e = Error::Orphans(orphans);
+                // Said here as well as returned: a test may only show the error's Debug form.
+                eprintln!("docker-harness: {scope}: {e}");
+                Err(e)
             } else {
                 eprintln!(
                     "docker-harness: {scope}: {} orphaned resource(s) left in place (DOCKER_HARNESS_PREFLIGHT=warn):\n{}",

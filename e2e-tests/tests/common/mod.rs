@@ -113,5 +113,125 @@ pub fn own_session(cmd: &mut Command, tag: &str) -> String {
     let id = format!("e2e-{tag}-{}", uuid::Uuid::new_v4().simple());
     let dir = std::env::temp_dir().join("docker-harness-e2e").join(&id);
     cmd.env_remove("NEXTEST_RUN_ID").env("DOCKER_HARNESS_SESSION", &id).env("DOCKER_HARNESS_STATE_DIR", dir);
+    // A new session's pre-test check would sweep every orphan on the daemon, including
+    // those other tests make on purpose; tests of the check itself set the policy again.
+    cmd.env("DOCKER_HARNESS_PREFLIGHT", "warn");
     id
+}
+
+/// What a holder child created, by kind.
+#[derive(Debug, Default, Clone)]
+pub struct Held {
+    pub task: String,
+    pub containers: Vec<String>,
+    pub networks: Vec<String>,
+    pub volumes: Vec<String>,
+}
+
+impl Held {
+    pub async fn count_present(&self, d: &Docker) -> usize {
+        let mut n = 0;
+        for c in &self.containers {
+            n += usize::from(container_exists(d, c).await);
+        }
+        for c in &self.networks {
+            n += usize::from(network_exists(d, c).await);
+        }
+        for v in &self.volumes {
+            n += usize::from(volume_exists(d, v).await);
+        }
+        n
+    }
+
+    pub fn total(&self) -> usize {
+        self.containers.len() + self.networks.len() + self.volumes.len()
+    }
+}
+
+/// The body of the `child_holds_resources` role: creates `DH_SHAPE` (containers,networks,
+/// volumes; default 1,1,1) under the test name `DH_TEST_NAME`, reports them, and waits
+/// to be killed (or gives up after two minutes and cleans up normally).
+pub fn holder_role() {
+    if !is_child() {
+        return;
+    }
+    let shape = std::env::var("DH_SHAPE").unwrap_or_else(|_| "1,1,1".into());
+    let n: Vec<usize> = shape.split(',').map(|x| x.parse().unwrap()).collect();
+    let name = std::env::var("DH_TEST_NAME").unwrap_or_else(|_| "holder".into());
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let ctx = docker_harness::TestContext::named(&name).unwrap();
+        println!("REPORT task={}", ctx.task_id());
+        let mut nets = Vec::new();
+        for i in 0..n[1] {
+            let net = ctx.network(&format!("net{i}")).await.unwrap();
+            println!("REPORT network={}", net.id());
+            nets.push(net);
+        }
+        let mut vols = Vec::new();
+        for i in 0..n[2] {
+            let v = ctx.volume(&format!("vol{i}")).await.unwrap();
+            println!("REPORT volume={}", v.name());
+            vols.push(v);
+        }
+        let mut cs = Vec::new();
+        for i in 0..n[0] {
+            let mut spec = docker_harness::ContainerSpec::new(format!("c{i}")).with_cmd(["sleep", "3600"]);
+            if let Some(net) = nets.get(i % nets.len().max(1)) {
+                spec = spec.with_network(net);
+            }
+            if let Some(v) = vols.get(i % vols.len().max(1)) {
+                spec = spec.with_volume(v, "/data");
+            }
+            let c = ctx.container(spec).await.unwrap();
+            println!("REPORT container={}", c.id());
+            cs.push(c);
+        }
+        println!("REPORT ready=1");
+        use std::io::Write;
+        std::io::stdout().flush().unwrap();
+        if std::env::var_os("DH_RETURN").is_none() {
+            tokio::time::sleep(Duration::from_secs(120)).await;
+        }
+    });
+}
+
+/// Starts a holder child (the binary must declare `child_holds_resources`) and waits until
+/// it has created everything.
+pub fn spawn_holder(cmd: &mut Command) -> (std::process::Child, Held) {
+    use std::io::BufRead;
+    cmd.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+    let mut child = cmd.spawn().expect("holder starts");
+    let stdout = child.stdout.take().unwrap();
+    let mut held = Held::default();
+    let mut lines = std::io::BufReader::new(stdout).lines();
+    while let Some(line) = lines.next() {
+        let line = line.unwrap();
+        let Some(i) = line.find("REPORT ") else { continue };
+        let (k, v) = line[i + 7..].split_once('=').unwrap();
+        match k {
+            "task" => held.task = v.to_string(),
+            "container" => held.containers.push(v.to_string()),
+            "network" => held.networks.push(v.to_string()),
+            "volume" => held.volumes.push(v.to_string()),
+            "ready" => {
+                // Keep reading so the child never writes into a closed pipe.
+                std::thread::spawn(move || lines.for_each(drop));
+                return (child, held);
+            }
+            _ => {}
+        }
+    }
+    let status = child.wait().unwrap();
+    panic!("the holder ended ({status}) before it was ready");
+}
+
+/// Sends a signal by PID with the system's `kill`, which the tests' processes may use.
+pub fn signal(child: &std::process::Child, sig: &str) {
+    let ok = Command::new("kill").args([&format!("-{sig}"), &child.id().to_string()]).status().unwrap();
+    assert!(ok.success(), "kill -{sig} failed");
+}
+
+pub fn unique(tag: &str) -> String {
+    format!("{tag}-{}", uuid::Uuid::new_v4().simple())
 }
