@@ -1,8 +1,9 @@
 //! `TestContext`: one test's Docker world. It names and labels everything the test creates,
 //! remembers it, and removes whatever is left at the end, in dependency order.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -16,7 +17,8 @@ use crate::network::{NetworkGuard, NetworkSpec};
 use crate::resource::{self, Resource};
 use crate::session;
 use crate::volume::{VolumeGuard, VolumeSpec};
-use crate::{blocking, image, sweep};
+use crate::budget::{Counts, TeardownReport};
+use crate::{adopt, blocking, image, sweep};
 
 /// How long `Drop` may spend removing a context's leftovers before it gives up and reports.
 pub(crate) const DROP_LIMIT: Duration = Duration::from_secs(30);
@@ -66,6 +68,12 @@ pub(crate) struct Inner {
     pub(crate) prefix: String,
     pub(crate) labels: HashMap<String, String>,
     pub(crate) tracked: Mutex<Vec<Resource>>,
+    /// Every ID the harness created for this context, removed or not: what adoption skips.
+    created_ids: Mutex<HashSet<String>>,
+    created: Mutex<Counts>,
+    budget: Mutex<Option<Counts>>,
+    /// Set once the context's labels or prefix were handed out: a program may have used them.
+    identity_shared: AtomicBool,
     keep: Mutex<KeepPolicy>,
     keep_ttl: Duration,
     prepared: tokio::sync::OnceCell<()>,
@@ -126,6 +134,10 @@ impl TestContext {
                 prefix,
                 labels,
                 tracked: Mutex::new(Vec::new()),
+                created_ids: Mutex::new(HashSet::new()),
+                created: Mutex::new(Counts::default()),
+                budget: Mutex::new(None),
+                identity_shared: AtomicBool::new(false),
                 keep: Mutex::new(settings.keep),
                 keep_ttl: settings.keep_ttl,
                 prepared: tokio::sync::OnceCell::new(),
@@ -144,7 +156,9 @@ impl TestContext {
     }
 
     /// The prefix of every Docker name this context makes: `dh-<test>-<short task id>`.
+    /// Resources whose names start with it are removed at teardown, whoever created them.
     pub fn prefix(&self) -> &str {
+        self.inner.identity_shared.store(true, Ordering::Relaxed);
         &self.inner.prefix
     }
 
@@ -156,12 +170,13 @@ impl TestContext {
     /// The labels every resource of this context carries. Hand them to a program under test
     /// so that what it creates is found and removed with the test's own resources.
     pub fn labels(&self) -> &HashMap<String, String> {
+        self.inner.identity_shared.store(true, Ordering::Relaxed);
         &self.inner.labels
     }
 
     /// The labels as `--label key=value` arguments for a `docker` command line, sorted.
     pub fn label_args(&self) -> Vec<String> {
-        let mut pairs: Vec<_> = self.inner.labels.iter().collect();
+        let mut pairs: Vec<_> = self.labels().iter().collect();
         pairs.sort();
         pairs.into_iter().flat_map(|(k, v)| ["--label".to_string(), format!("{k}={v}")]).collect()
     }
@@ -223,14 +238,52 @@ impl TestContext {
         crate::container::create(self.inner.clone(), spec, image).await
     }
 
-    /// Removes everything this context still tracks, in dependency order, and returns what
-    /// could not be removed. Afterwards Drop has nothing left to do.
+    /// Declares how many containers, networks and volumes at most may be created under this
+    /// test's identity (by the harness, or adopted from a program under test). Teardown
+    /// reports the numbers and fails when one is exceeded: [`finish`](Self::finish) returns
+    /// [`Error::BudgetExceeded`]; Drop panics (unless the thread is already panicking), the
+    /// one place where Drop panics, so that a test relying on Drop still fails.
+    /// The declaration is also recorded in the session's `budgets.jsonl` for audits.
+    pub fn set_budget(&self, budget: Counts) {
+        if let Ok(mut b) = self.inner.budget.lock() {
+            *b = Some(budget);
+        }
+        if let Ok(sess) = session::current() {
+            let record = serde_json::json!({
+                "task": self.inner.task_id, "test": self.inner.test_name,
+                "containers": budget.containers, "networks": budget.networks, "volumes": budget.volumes,
+            });
+            if let Err(e) = session::append_record(&sess.state_dir().join("budgets.jsonl"), &record) {
+                eprintln!("docker-harness: could not record the budget of {}: {e}", self.inner.test_name);
+            }
+        }
+    }
+
+    /// Removes everything this context created or can adopt (resources with its task label or
+    /// a name starting with its prefix, whoever created them), in dependency order, and
+    /// reports what was created, adopted and left unlabelled. Afterwards Drop has nothing
+    /// left to do.
     ///
     /// # Errors
-    /// [`Error::Cleanup`] listing each resource that is still there and why.
+    /// [`Error::Cleanup`] listing each resource still there and why; then
+    /// [`Error::BudgetExceeded`] with the report when the budget was exceeded.
+    pub async fn finish(&self) -> Result<TeardownReport> {
+        let (inner, keep) = (self.inner.clone(), self.inner.keeping_now());
+        let report = blocking::run(async move { inner.teardown(keep).await }).await?;
+        let over = report.over_budget();
+        if over.is_empty() {
+            Ok(report)
+        } else {
+            Err(Error::BudgetExceeded { over, report: Box::new(report) })
+        }
+    }
+
+    /// [`finish`](Self::finish) without the report.
+    ///
+    /// # Errors
+    /// As [`TestContext::finish`].
     pub async fn cleanup(&self) -> Result<()> {
-        let inner = self.inner.clone();
-        blocking::run(async move { inner.teardown().await }).await
+        self.finish().await.map(drop)
     }
 
     /// Stops tracking everything created so far: nothing of it is removed by this context.
@@ -260,9 +313,21 @@ impl TestContext {
 
 impl Inner {
     pub(crate) fn track(&self, r: Resource) {
+        if let Ok(mut c) = self.created.lock() {
+            c.add(r.kind);
+        }
+        if let Ok(mut ids) = self.created_ids.lock() {
+            ids.insert(r.id.clone());
+        }
         if let Ok(mut t) = self.tracked.lock() {
             t.push(r);
         }
+    }
+
+    /// Whether teardown must look for adoptees: something was created, or the identity was
+    /// handed to a program that may have created something.
+    fn used(&self) -> bool {
+        self.prepared.initialized() || self.identity_shared.load(Ordering::Relaxed)
     }
 
     pub(crate) fn untrack(&self, id: &str) {
@@ -295,18 +360,37 @@ impl Inner {
         }
     }
 
-    pub(crate) async fn teardown(&self) -> Result<()> {
-        let items = self.tracked.lock().map(|t| t.clone()).unwrap_or_default();
-        if items.is_empty() {
-            return Ok(());
+    /// `keep` is decided on the caller's thread: whether a test failed is whether *its*
+    /// thread is panicking, which the harness's own threads cannot see.
+    pub(crate) async fn teardown(&self, keep: bool) -> Result<TeardownReport> {
+        let mut report = TeardownReport {
+            created: self.created.lock().map(|c| *c).unwrap_or_default(),
+            budget: self.budget.lock().map(|b| *b).unwrap_or_default(),
+            ..Default::default()
+        };
+        if !self.used() {
+            return Ok(report);
         }
         let docker = docker::client().await?;
+        let known = self.created_ids.lock().map(|k| k.clone()).unwrap_or_default();
+        report.adopted = adopt::find(&docker, &self.task_id, &self.prefix, &known).await?;
+        for r in &report.adopted {
+            report.created.add(r.kind);
+        }
+        report.unlabelled = report.adopted.iter().filter(|r| adopt::unlabelled(r)).cloned().collect();
+        let mut items = self.tracked.lock().map(|t| t.clone()).unwrap_or_default();
+        items.extend(report.adopted.iter().cloned());
+        if keep {
+            report_kept(&self.task_id, &items);
+            report.kept = true;
+            return Ok(report);
+        }
         let failures = resource::remove_in_order(&docker, &items).await;
         if let Ok(mut t) = self.tracked.lock() {
             t.retain(|r| failures.iter().any(|f| f.name == r.name));
         }
         if failures.is_empty() {
-            Ok(())
+            Ok(report)
         } else {
             Err(Error::Cleanup(failures))
         }
@@ -327,28 +411,40 @@ pub(crate) fn report_kept(task_id: &str, items: &[Resource]) {
 
 impl Drop for TestContext {
     fn drop(&mut self) {
-        let items = self.inner.tracked.lock().map(|t| t.clone()).unwrap_or_default();
-        if items.is_empty() {
+        let has_tracked = self.inner.tracked.lock().map(|t| !t.is_empty()).unwrap_or(false);
+        if !has_tracked && !self.inner.used() {
             return;
         }
-        if self.inner.keeping_now() {
-            report_kept(&self.inner.task_id, &items);
-            return;
-        }
-        let inner = self.inner.clone();
-        match blocking::wait(async move { inner.teardown().await }, DROP_LIMIT) {
-            Some(Ok(())) => {}
+        let (inner, keep) = (self.inner.clone(), self.inner.keeping_now());
+        let report = match blocking::wait(async move { inner.teardown(keep).await }, DROP_LIMIT) {
+            Some(Ok(report)) => report,
             Some(Err(Error::Cleanup(failures))) => {
                 for f in failures {
                     eprintln!("docker-harness: could not remove {} {}: {}", f.kind, f.name, f.error);
                 }
+                return;
             }
-            Some(Err(e)) => eprintln!("docker-harness: teardown of {} failed: {e}", self.inner.prefix),
-            None => eprintln!(
-                "docker-harness: teardown of {} did not finish within {}s; the next sweep removes what is left",
-                self.inner.prefix,
-                DROP_LIMIT.as_secs()
-            ),
+            Some(Err(e)) => {
+                eprintln!("docker-harness: teardown of {} failed: {e}", self.inner.prefix);
+                return;
+            }
+            None => {
+                eprintln!(
+                    "docker-harness: teardown of {} did not finish within {}s; the next sweep removes what is left",
+                    self.inner.prefix,
+                    DROP_LIMIT.as_secs()
+                );
+                return;
+            }
+        };
+        for r in &report.unlabelled {
+            eprintln!("docker-harness: adopted {r}, which lacks the docker-harness labels it was handed");
+        }
+        let over = report.over_budget();
+        // The one panic in a Drop: a budget the test relies on must fail the test, and a
+        // thread that is already panicking has failed anyway (a second panic would abort).
+        if !over.is_empty() && !std::thread::panicking() {
+            panic!("{}", Error::BudgetExceeded { over, report: Box::new(report) });
         }
     }
 }

@@ -140,9 +140,18 @@ pub enum Error {
     )]
     Orphans(Vec<String>),
 
-    /// A test created more Docker resources than it declared.
-    #[error("resource budget exceeded: {0}")]
-    BudgetExceeded(String),
+    /// More Docker resources were created under a test's identity than its budget allows.
+    #[error(
+        "resource budget exceeded: {}; created {} against a budget of {}",
+        .over.join(", "), .report.created,
+        .report.budget.map(|b| b.to_string()).unwrap_or_default()
+    )]
+    BudgetExceeded {
+        /// One line per kind over budget.
+        over: Vec<String>,
+        /// The whole teardown report (everything was still removed).
+        report: Box<crate::budget::TeardownReport>,
+    },
 }
 
 /// One resource that teardown failed to remove.

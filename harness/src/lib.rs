@@ -21,7 +21,9 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
+mod adopt;
 mod blocking;
+mod budget;
 mod config;
 mod container;
 mod context;
@@ -39,6 +41,7 @@ mod signals;
 pub mod sweep;
 mod volume;
 
+pub use budget::{Counts, TeardownReport};
 pub use config::{KeepPolicy, PreflightPolicy, PullPolicy, DEFAULT_IMAGE};
 pub use container::{ContainerGuard, ContainerSpec, ExecOutput, Logs};
 pub use context::{ctx, TestContext};

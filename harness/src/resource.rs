@@ -133,10 +133,15 @@ pub(crate) async fn remove_in_order(docker: &Docker, items: &[Resource]) -> Vec<
     failures
 }
 
-/// Lists every resource carrying all of `labels` (as `key` or `key=value` filters).
+/// Lists every resource carrying all of `labels` (as `key` or `key=value` filters), or
+/// every resource when `labels` is empty.
 /// Docker's label filter is exact, unlike its name filter, which matches substrings.
 pub(crate) async fn list_labelled(docker: &Docker, labels: &[String]) -> Result<Vec<Resource>> {
-    let filters = HashMap::from([("label".to_string(), labels.to_vec())]);
+    let filters = if labels.is_empty() {
+        HashMap::new()
+    } else {
+        HashMap::from([("label".to_string(), labels.to_vec())])
+    };
     let (containers, networks, volumes) = tokio::join!(
         docker.list_containers(Some(ListContainersOptions {
             all: true,

@@ -1,0 +1,99 @@
+//! Per-test resource budgets and the teardown report: how many containers, networks and
+//! volumes were created under a test's identity, what was adopted, and what exceeded the
+//! budget. A program under test that silently creates far more than it should shows here.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::resource::{Kind, Resource};
+
+/// How many of each kind: created so far, or allowed at most.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counts {
+    /// Containers.
+    pub containers: usize,
+    /// Networks.
+    pub networks: usize,
+    /// Volumes (named ones; anonymous volumes go with their containers).
+    pub volumes: usize,
+}
+
+impl Counts {
+    /// Counts with these numbers.
+    pub fn new(containers: usize, networks: usize, volumes: usize) -> Counts {
+        Counts { containers, networks, volumes }
+    }
+
+    pub(crate) fn add(&mut self, kind: Kind) {
+        match kind {
+            Kind::Container => self.containers += 1,
+            Kind::Network => self.networks += 1,
+            Kind::Volume => self.volumes += 1,
+        }
+    }
+
+    fn get(&self, kind: Kind) -> usize {
+        match kind {
+            Kind::Container => self.containers,
+            Kind::Network => self.networks,
+            Kind::Volume => self.volumes,
+        }
+    }
+}
+
+impl fmt::Display for Counts {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} container(s), {} network(s), {} volume(s)", self.containers, self.networks, self.volumes)
+    }
+}
+
+/// What a context's teardown found and did.
+#[derive(Debug, Clone, Default)]
+pub struct TeardownReport {
+    /// Created under the test's identity: by the harness, plus what was adopted.
+    pub created: Counts,
+    /// The budget the test declared, if any.
+    pub budget: Option<Counts>,
+    /// Resources the harness did not create but found under the test's identity (its task
+    /// label or its name prefix), removed with the test's own.
+    pub adopted: Vec<Resource>,
+    /// Adopted resources without the managed label: the program under test did not stamp
+    /// the labels it was handed.
+    pub unlabelled: Vec<Resource>,
+    /// True when the resources were kept for debugging instead of removed.
+    pub kept: bool,
+}
+
+impl TeardownReport {
+    /// One line per kind over budget, e.g. `containers: 4 created, budget 1`.
+    pub fn over_budget(&self) -> Vec<String> {
+        let Some(budget) = self.budget else { return Vec::new() };
+        [(Kind::Container, "containers"), (Kind::Network, "networks"), (Kind::Volume, "volumes")]
+            .into_iter()
+            .filter(|(k, _)| self.created.get(*k) > budget.get(*k))
+            .map(|(k, name)| format!("{name}: {} created, budget {}", self.created.get(k), budget.get(k)))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_kinds_past_their_budget_are_reported() {
+        let r = TeardownReport {
+            created: Counts::new(4, 1, 0),
+            budget: Some(Counts::new(1, 1, 2)),
+            ..Default::default()
+        };
+        assert_eq!(r.over_budget(), vec!["containers: 4 created, budget 1".to_string()]);
+    }
+
+    #[test]
+    fn without_a_budget_nothing_is_over() {
+        let r = TeardownReport { created: Counts::new(100, 100, 100), ..Default::default() };
+        assert!(r.over_budget().is_empty());
+    }
+}
