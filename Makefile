@@ -13,7 +13,7 @@ WITH_IMAGE := fixtures/with-image.sh
 CANARY := fixtures/canary.sh
 # Steps of `make test`, in order; append new ones here. `leftovers` always
 # runs last, even after a failed step.
-TEST_STEPS := unit e2e e2e-cold doctest
+TEST_STEPS := unit e2e audit e2e-concurrent e2e-cold doctest e2e-shared
 
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
@@ -23,7 +23,7 @@ JUNIT_DIR := target/nextest/ci
 save_junit = if [[ -f $(JUNIT_DIR)/junit.xml ]]; then mv $(JUNIT_DIR)/junit.xml $(JUNIT_DIR)/junit-$@.xml; fi
 APT_PACKAGES := busybox-static docker-registry
 
-.PHONY: test deps check-daemon unit e2e e2e-cold doctest leftovers fmt lint status reap clean
+.PHONY: test deps check-daemon unit e2e audit e2e-concurrent e2e-cold doctest e2e-shared leftovers fmt lint status reap clean bench
 
 test:
 	@failed=(); \
@@ -63,11 +63,36 @@ e2e: deps check-daemon
 	exit $$rc
 
 # The suite from a cold image cache, then a warm one: exactly one pull, then none.
+# The suite under an independent ledger of docker events: every container, network and
+# volume a session created was destroyed, and the numbers match what the tests declared.
+audit: deps check-daemon
+	cargo build -q -p e2e-tests --bins
+	rm -rf target/docker-harness/ledger
+	$(WITH_IMAGE) target/debug/ledger --state-dir target/docker-harness/ledger -- cargo nextest run -p e2e-tests -j8
+
+# Two nextest runs of the suite at once against the same daemon, as two sessions.
+e2e-concurrent: deps check-daemon
+	$(WITH_IMAGE) fixtures/e2e-concurrent.sh
+
 e2e-cold: deps check-daemon
 	$(WITH_IMAGE) fixtures/e2e-cold.sh
 
+# One session-shared container for 17 tests under -j8: created exactly once (counted from
+# docker events), kept through every test's teardown, removed once the session is over.
+# Its session's pre-test check also removes the shared containers earlier steps' sessions
+# left (their runners are gone), so `leftovers` finds none.
+e2e-shared: deps check-daemon
+	$(WITH_IMAGE) fixtures/shared-count.sh
+
 doctest: deps check-daemon
 	$(WITH_IMAGE) cargo test --doc -p docker-harness
+
+# What the harness costs next to raw bollard calls, against the real daemon: a table on
+# stdout and every figure in target/bench/latest.json. Figures, not a test: not in
+# TEST_STEPS, and a missed target does not fail it. Release build, so it neither waits on
+# nor invalidates the debug builds of a test run going on at the same time.
+bench: deps check-daemon
+	$(WITH_IMAGE) cargo run --release -p docker-harness-bench
 
 leftovers: check-daemon
 	@found=$$(docker ps -a --filter label=docker-harness.managed --format 'container {{.ID}} {{.Names}} ({{.Status}})'); \

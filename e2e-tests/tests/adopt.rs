@@ -41,6 +41,7 @@ async fn a_task_that_runs_to_the_end_cleans_up_after_itself() -> anyhow::Result<
 async fn a_task_runner_that_crashes_mid_task_leaves_nothing_after_the_test() -> anyhow::Result<()> {
     let docker = raw().await;
     let ctx = TestContext::new()?;
+    ctx.set_budget(Counts::new(1, 1, 1));
     let out = task_runner(&ctx, "crash", "sleep 3600", &["--crash"]).await?;
     assert_eq!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stderr));
 
@@ -72,6 +73,7 @@ async fn a_task_runner_that_crashes_mid_task_leaves_nothing_after_the_test() -> 
 async fn a_resource_the_program_did_not_label_is_reported_and_still_removed() -> anyhow::Result<()> {
     let docker = raw().await;
     let ctx = TestContext::new()?;
+    ctx.set_budget(Counts::new(1, 1, 1));
     let out = task_runner(&ctx, "unlabelled", "sleep 3600", &["--crash", "--unlabelled-volume"]).await?;
     assert_eq!(out.status.code(), Some(3));
     let report = ctx.finish().await?;
@@ -87,6 +89,8 @@ async fn a_run_that_creates_more_than_its_budget_fails_with_the_numbers() -> any
     let docker = raw().await;
     let ctx = TestContext::new()?;
     ctx.set_budget(Counts::new(1, 1, 1));
+    // What it really creates, for the suite's ledger: this test is about the overrun.
+    ctx.declare(Counts::new(4, 1, 1));
     let out = task_runner(&ctx, "greedy", "sleep 3600", &["--crash", "--extra-containers", "3"]).await?;
     assert_eq!(out.status.code(), Some(3));
     match ctx.finish().await {
@@ -94,11 +98,14 @@ async fn a_run_that_creates_more_than_its_budget_fails_with_the_numbers() -> any
             assert_eq!(over, vec!["containers: 4 created, budget 1".to_string()]);
             assert_eq!(report.created, Counts::new(4, 1, 1));
             for r in &report.adopted {
-                assert!(!match r.kind {
-                    Kind::Container => common::container_exists(&docker, &r.id).await,
-                    Kind::Network => common::network_exists(&docker, &r.id).await,
-                    Kind::Volume => common::volume_exists(&docker, &r.id).await,
-                }, "{r} was not removed");
+                assert!(
+                    !match r.kind {
+                        Kind::Container => common::container_exists(&docker, &r.id).await,
+                        Kind::Network => common::network_exists(&docker, &r.id).await,
+                        Kind::Volume => common::volume_exists(&docker, &r.id).await,
+                    },
+                    "{r} was not removed"
+                );
             }
         }
         other => panic!("expected the budget to fail, got {other:?}"),
@@ -111,6 +118,7 @@ async fn a_run_that_creates_more_than_its_budget_fails_with_the_numbers() -> any
 async fn a_test_relying_on_drop_fails_when_its_budget_is_exceeded() {
     let ctx = TestContext::new().unwrap();
     ctx.set_budget(Counts::new(0, 1, 0));
+    ctx.declare(Counts::new(0, 2, 0));
     let _a = ctx.network("a").await.unwrap();
     let _b = ctx.network("b").await.unwrap();
     drop((_a, _b));
@@ -121,6 +129,7 @@ async fn a_test_relying_on_drop_fails_when_its_budget_is_exceeded() {
 async fn a_name_that_merely_contains_the_prefix_is_not_adopted() -> anyhow::Result<()> {
     let docker = raw().await;
     let ctx = TestContext::new()?;
+    ctx.declare(Counts::new(0, 1, 0)); // the bait carries the prefix inside its name
     let bait = format!("zz-{}-bait", ctx.prefix());
     let n = docker.create_network(NetworkCreateRequest { name: bait.clone(), ..Default::default() }).await?;
     let report = ctx.finish().await;

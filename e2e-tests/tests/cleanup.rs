@@ -5,12 +5,15 @@ mod common;
 
 use std::time::Duration;
 
-use docker_harness::{ContainerSpec, TestContext};
+use docker_harness::{ContainerSpec, Counts, TestContext};
 
 use common::{assert_all_gone, raw, Made};
 
 /// Creates one container (on the network, with the volume), one network and one volume.
-async fn make_three(ctx: &TestContext) -> anyhow::Result<(docker_harness::ContainerGuard, docker_harness::NetworkGuard, docker_harness::VolumeGuard, Made)> {
+async fn make_three(
+    ctx: &TestContext,
+) -> anyhow::Result<(docker_harness::ContainerGuard, docker_harness::NetworkGuard, docker_harness::VolumeGuard, Made)> {
+    ctx.set_budget(Counts::new(1, 1, 1));
     let net = ctx.network("net").await?;
     let vol = ctx.volume("data").await?;
     let app = ctx
@@ -104,10 +107,14 @@ async fn explicit_cleanup_removes_everything_and_reports_success() -> anyhow::Re
 #[tokio::test]
 async fn a_resource_removed_behind_the_harness_back_counts_as_cleaned() -> anyhow::Result<()> {
     let ctx = TestContext::new()?;
+    ctx.set_budget(Counts::new(1, 0, 0));
     let app = ctx.container(ContainerSpec::new("app").with_cmd(["sleep", "3600"])).await?;
     let docker = raw().await;
     docker
-        .remove_container(app.id(), Some(bollard::query_parameters::RemoveContainerOptions { force: true, ..Default::default() }))
+        .remove_container(
+            app.id(),
+            Some(bollard::query_parameters::RemoveContainerOptions { force: true, ..Default::default() }),
+        )
         .await?;
     app.remove().await?; // Docker says 404: already gone is success
     ctx.cleanup().await?;
@@ -117,9 +124,8 @@ async fn a_resource_removed_behind_the_harness_back_counts_as_cleaned() -> anyho
 #[tokio::test]
 async fn a_container_whose_pid_1_ignores_sigterm_is_removed_by_force() -> anyhow::Result<()> {
     let ctx = TestContext::new()?;
-    let app = ctx
-        .container(ContainerSpec::new("stubborn").with_cmd(["sh", "-c", "trap '' TERM; sleep 3600"]))
-        .await?;
+    ctx.set_budget(Counts::new(1, 0, 0));
+    let app = ctx.container(ContainerSpec::new("stubborn").with_cmd(["sh", "-c", "trap '' TERM; sleep 3600"])).await?;
     let id = app.id().to_string();
     app.remove().await?;
     assert!(!common::container_exists(&raw().await, &id).await);
@@ -129,6 +135,7 @@ async fn a_container_whose_pid_1_ignores_sigterm_is_removed_by_force() -> anyhow
 #[tokio::test]
 async fn exec_captures_stdout_stderr_and_the_exit_code() -> anyhow::Result<()> {
     let ctx = TestContext::new()?;
+    ctx.set_budget(Counts::new(1, 0, 0));
     let app = ctx.container(ContainerSpec::new("app").with_cmd(["sleep", "3600"])).await?;
     let out = app.exec(["sh", "-c", "echo out; echo err >&2; exit 3"]).await?;
     assert_eq!(out.stdout, "out\n");
@@ -143,8 +150,13 @@ async fn exec_captures_stdout_stderr_and_the_exit_code() -> anyhow::Result<()> {
 #[tokio::test]
 async fn logs_hold_what_the_container_printed_on_each_stream() -> anyhow::Result<()> {
     let ctx = TestContext::new()?;
+    ctx.set_budget(Counts::new(1, 0, 0));
     let app = ctx
-        .container(ContainerSpec::new("talker").with_cmd(["sh", "-c", "echo to-stdout; echo to-stderr >&2; sleep 3600"]))
+        .container(ContainerSpec::new("talker").with_cmd([
+            "sh",
+            "-c",
+            "echo to-stdout; echo to-stderr >&2; sleep 3600",
+        ]))
         .await?;
     let seen = common::eventually(Duration::from_secs(10), || async {
         app.logs().await.map(|l| l.stdout.contains("to-stdout") && l.stderr.contains("to-stderr")).unwrap_or(false)
@@ -157,6 +169,7 @@ async fn logs_hold_what_the_container_printed_on_each_stream() -> anyhow::Result
 #[tokio::test]
 async fn env_user_and_workdir_reach_the_container() -> anyhow::Result<()> {
     let ctx = TestContext::new()?;
+    ctx.set_budget(Counts::new(1, 0, 0));
     let app = ctx
         .container(
             ContainerSpec::new("app")
@@ -176,6 +189,7 @@ async fn env_user_and_workdir_reach_the_container() -> anyhow::Result<()> {
 #[tokio::test]
 async fn a_container_created_only_is_not_running_until_started() -> anyhow::Result<()> {
     let ctx = TestContext::new()?;
+    ctx.set_budget(Counts::new(1, 0, 0));
     let app = ctx.container(ContainerSpec::new("later").with_cmd(["sleep", "3600"]).created_only()).await?;
     let running = |i: bollard::models::ContainerInspectResponse| i.state.and_then(|s| s.running).unwrap_or(false);
     assert!(!running(app.inspect().await?));

@@ -51,17 +51,20 @@ async fn a_retag_during_the_session_is_caught_by_the_next_context() -> anyhow::R
     let base = docker_harness::session_image().await?;
     let private = format!("dh-e2e-private-{}:integrity", uuid::Uuid::new_v4().simple());
     let (repo, tag) = private.split_once(':').unwrap();
-    docker
-        .tag_image(&base.reference, Some(TagImageOptions { repo: Some(repo.into()), tag: Some(tag.into()) }))
-        .await?;
-    let mut cmd = common::child("child_resolves_the_image_twice_with_a_retag_between", &[("DOCKER_HARNESS_IMAGE", &private)]);
+    docker.tag_image(&base.reference, Some(TagImageOptions { repo: Some(repo.into()), tag: Some(tag.into()) })).await?;
+    let mut cmd =
+        common::child("child_resolves_the_image_twice_with_a_retag_between", &[("DOCKER_HARNESS_IMAGE", &private)]);
     common::own_session(&mut cmd, "integrity");
     let out = cmd.output()?;
     // The private tag now names the committed image; removing it removes that image.
     let _ = docker.remove_image(&private, Some(RemoveImageOptions { force: true, ..Default::default() }), None).await;
     let r = common::reported(&out.stdout);
     let msg = r.get("result").map(String::as_str).unwrap_or_default();
-    assert!(msg.starts_with(&format!("image {private} changed during the session")), "{msg}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        msg.starts_with(&format!("image {private} changed during the session")),
+        "{msg}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // The pinned tag the other tests use still points where it did.
     assert_eq!(docker.inspect_image(&base.reference).await?.id.as_deref(), Some(base.id.as_str()));
     Ok(())
@@ -108,7 +111,8 @@ fn an_unknown_tag_is_not_found_without_retries() {
         Ok(img) if img.starts_with("docker-harness-standin") => "docker-harness-standin:0.0.0-no-such-tag".to_string(),
         _ => "alpine:0.0.0-no-such-tag".to_string(),
     };
-    let mut cmd = common::child("child_creates_a_container_from_the_session_image", &[("DOCKER_HARNESS_IMAGE", &unknown)]);
+    let mut cmd =
+        common::child("child_creates_a_container_from_the_session_image", &[("DOCKER_HARNESS_IMAGE", &unknown)]);
     common::own_session(&mut cmd, "unknown");
     let out = cmd.output().unwrap();
     let msg = common::reported(&out.stdout).remove("result").unwrap_or_default();

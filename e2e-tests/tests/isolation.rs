@@ -4,7 +4,7 @@
 
 mod common;
 
-use docker_harness::{ctx, ContainerSpec, TestContext};
+use docker_harness::{ctx, ContainerSpec, Counts, TestContext};
 use rstest::rstest;
 
 use common::{assert_all_gone, raw, Made};
@@ -28,16 +28,14 @@ use common::{assert_all_gone, raw, Made};
 #[case::t16(16)]
 #[tokio::test]
 async fn parallel_tests_sharing_logical_names_never_collide(ctx: TestContext, #[case] n: u32) -> anyhow::Result<()> {
+    ctx.set_budget(Counts::new(1, 1, 1));
     let docker = raw().await;
     let made = {
         let net = ctx.network("net").await?;
         let vol = ctx.volume("data").await?;
         let app = ctx
             .container(
-                ContainerSpec::new("app")
-                    .with_cmd(["sleep", "3600"])
-                    .with_network(&net)
-                    .with_volume(&vol, "/data"),
+                ContainerSpec::new("app").with_cmd(["sleep", "3600"]).with_network(&net).with_volume(&vol, "/data"),
             )
             .await?;
 

@@ -2,15 +2,17 @@
 
 mod common;
 
-use docker_harness::{ContainerSpec, Error, TestContext};
+use docker_harness::{ContainerSpec, Counts, Error, TestContext};
 
 #[tokio::test]
 async fn strange_test_names_still_make_working_resources() -> anyhow::Result<()> {
     let long = "x".repeat(300);
     for name in ["module::sub::test", "spaces and\ttabs", "ünïcödé ✓ 测试", "../../etc/passwd", long.as_str()] {
         let ctx = TestContext::named(name)?;
+        ctx.set_budget(Counts::new(1, 1, 0));
         let net = ctx.network("net").await?;
-        let app = ctx.container(ContainerSpec::new("App Server").with_cmd(["sleep", "3600"]).with_network(&net)).await?;
+        let app =
+            ctx.container(ContainerSpec::new("App Server").with_cmd(["sleep", "3600"]).with_network(&net)).await?;
         assert!(app.name().starts_with("dh-"), "{}", app.name());
         assert!(app.name().len() <= 80, "{} is too long", app.name());
         let labels = app.inspect().await?.config.and_then(|c| c.labels).unwrap_or_default();
@@ -23,6 +25,7 @@ async fn strange_test_names_still_make_working_resources() -> anyhow::Result<()>
 #[tokio::test]
 async fn peers_on_a_network_reach_each_other_by_logical_name() -> anyhow::Result<()> {
     let ctx = TestContext::new()?;
+    ctx.set_budget(Counts::new(2, 1, 0));
     let net = ctx.network("net").await?;
     let _server = ctx.container(ContainerSpec::new("server").with_cmd(["sleep", "3600"]).with_network(&net)).await?;
     let client = ctx.container(ContainerSpec::new("client").with_cmd(["sleep", "3600"]).with_network(&net)).await?;
@@ -34,10 +37,9 @@ async fn peers_on_a_network_reach_each_other_by_logical_name() -> anyhow::Result
 #[tokio::test]
 async fn a_missing_image_is_a_docker_error_naming_the_container() -> anyhow::Result<()> {
     let ctx = TestContext::new()?;
-    let err = ctx
-        .container(ContainerSpec::new("ghost").with_image("docker-harness-no-such-image:0"))
-        .await
-        .unwrap_err();
+    ctx.set_budget(Counts::new(0, 0, 0));
+    let err =
+        ctx.container(ContainerSpec::new("ghost").with_image("docker-harness-no-such-image:0")).await.unwrap_err();
     assert!(err.is_not_found(), "{err}");
     assert!(err.to_string().contains("create container"), "{err}");
     Ok(())

@@ -1,8 +1,9 @@
 //! Leftovers: what a SIGKILL leaves is swept once its owner is gone; a live owner's
 //! resources are never touched, whatever its session; kept resources wait for their
 //! expiry; the `fail` policy stops a session; nothing without the managed label is touched.
-//! These tests make orphans on purpose, so they run one at a time (the `daemon-exclusive`
-//! test group): another one's sweep would remove them early.
+//! These tests make orphans on purpose, so they run one at a time, within a run (the
+//! `daemon-exclusive` test group) and across runs at once on one host (a file lock):
+//! another one's sweep would remove them early.
 
 mod common;
 
@@ -10,7 +11,7 @@ use std::collections::HashMap;
 
 use bollard::models::{ContainerCreateBody, NetworkCreateRequest, VolumeCreateRequest};
 use bollard::query_parameters::{CreateContainerOptions, RemoveContainerOptions};
-use docker_harness::{sweep, TestContext};
+use docker_harness::{sweep, Counts, TestContext};
 
 use common::{raw, spawn_holder, Held};
 
@@ -31,6 +32,7 @@ async fn orphans_of_a_killed_holder(test_name: &str) -> Held {
 }
 
 #[tokio::test]
+#[serial_test::file_serial(orphans)]
 async fn a_sigkilled_process_leaves_orphans_that_the_sweep_removes() -> anyhow::Result<()> {
     let held = orphans_of_a_killed_holder(&common::unique("killed")).await;
     let report = sweep::reap().await?;
@@ -42,6 +44,7 @@ async fn a_sigkilled_process_leaves_orphans_that_the_sweep_removes() -> anyhow::
 }
 
 #[tokio::test]
+#[serial_test::file_serial(orphans)]
 async fn a_live_owner_of_another_session_is_never_swept() -> anyhow::Result<()> {
     let mut cmd = common::child("child_holds_resources", &[("DH_TEST_NAME", &common::unique("alive"))]);
     common::own_session(&mut cmd, "alive");
@@ -58,10 +61,12 @@ async fn a_live_owner_of_another_session_is_never_swept() -> anyhow::Result<()> 
 }
 
 #[tokio::test]
+#[serial_test::file_serial(orphans)]
 async fn an_earlier_run_of_the_same_test_is_cleaned_before_the_test_creates_anything() -> anyhow::Result<()> {
     let name = common::unique("rerun");
     let held = orphans_of_a_killed_holder(&name).await;
     let ctx = TestContext::named(&name)?;
+    ctx.set_budget(Counts::new(0, 1, 0));
     let _net = ctx.network("fresh").await?; // the per-test check runs before this
     assert_eq!(held.count_present(&raw().await).await, 0, "the earlier run's orphans are still there");
     Ok(())
@@ -83,6 +88,7 @@ fn child_creates_a_network() {
 }
 
 #[tokio::test]
+#[serial_test::file_serial(orphans)]
 async fn the_fail_policy_lists_the_orphans_and_stops_the_session() -> anyhow::Result<()> {
     let held = orphans_of_a_killed_holder(&common::unique("fail")).await;
     let mut cmd = common::child("child_creates_a_network", &[]);
@@ -105,6 +111,7 @@ async fn the_fail_policy_lists_the_orphans_and_stops_the_session() -> anyhow::Re
 }
 
 #[tokio::test]
+#[serial_test::file_serial(orphans)]
 async fn kept_resources_survive_sweeps_until_cleaned_explicitly() -> anyhow::Result<()> {
     let mut cmd = common::child(
         "child_holds_resources",
@@ -129,6 +136,7 @@ async fn kept_resources_survive_sweeps_until_cleaned_explicitly() -> anyhow::Res
 }
 
 #[tokio::test]
+#[serial_test::file_serial(orphans)]
 async fn nothing_without_the_managed_label_is_ever_touched() -> anyhow::Result<()> {
     let docker = raw().await;
     // Bait: a harness-like name and every harness label but `managed`, owned by a dead PID.
@@ -143,19 +151,29 @@ async fn nothing_without_the_managed_label_is_ever_touched() -> anyhow::Result<(
     let c = docker
         .create_container(
             Some(CreateContainerOptions { name: Some(name.clone()), ..Default::default() }),
-            ContainerCreateBody { image: Some(image), cmd: Some(vec!["true".into()]), labels: Some(labels.clone()), ..Default::default() },
+            ContainerCreateBody {
+                image: Some(image),
+                cmd: Some(vec!["true".into()]),
+                labels: Some(labels.clone()),
+                ..Default::default()
+            },
         )
         .await?;
     let n = docker
         .create_network(NetworkCreateRequest { name: name.clone(), labels: Some(labels.clone()), ..Default::default() })
         .await?;
     docker
-        .create_volume(VolumeCreateRequest { name: Some(name.clone()), labels: Some(labels.clone()), ..Default::default() })
+        .create_volume(VolumeCreateRequest {
+            name: Some(name.clone()),
+            labels: Some(labels.clone()),
+            ..Default::default()
+        })
         .await?;
 
     sweep::reap().await?;
     sweep::clean(vec![format!("docker-harness.task={task}")]).await?;
     let ctx = TestContext::named(&name)?; // its per-test check looks for this name too
+    ctx.set_budget(Counts::new(0, 1, 0));
     ctx.network("n").await?;
 
     let survived = (

@@ -13,14 +13,15 @@ use crate::resource::{self, Resource};
 
 /// Everything on the daemon that carries `task_id` or whose name starts with `prefix`,
 /// except the resources in `known` (the context's own).
-pub(crate) async fn find(docker: &Docker, task_id: &str, prefix: &str, known: &HashSet<String>) -> Result<Vec<Resource>> {
+pub(crate) async fn find(
+    docker: &Docker,
+    task_id: &str,
+    prefix: &str,
+    known: &HashSet<String>,
+) -> Result<Vec<Resource>> {
     // One unfiltered listing finds both: the label match and the exact prefix match.
     let all = resource::list_labelled(docker, &[]).await?;
-    Ok(all
-        .into_iter()
-        .filter(|r| !known.contains(&r.id))
-        .filter(|r| belongs(r, task_id, prefix))
-        .collect())
+    Ok(all.into_iter().filter(|r| !known.contains(&r.id)).filter(|r| belongs(r, task_id, prefix)).collect())
 }
 
 pub(crate) fn belongs(r: &Resource, task_id: &str, prefix: &str) -> bool {

@@ -83,11 +83,8 @@ mod tests {
 
     #[test]
     fn only_kinds_past_their_budget_are_reported() {
-        let r = TeardownReport {
-            created: Counts::new(4, 1, 0),
-            budget: Some(Counts::new(1, 1, 2)),
-            ..Default::default()
-        };
+        let r =
+            TeardownReport { created: Counts::new(4, 1, 0), budget: Some(Counts::new(1, 1, 2)), ..Default::default() };
         assert_eq!(r.over_budget(), vec!["containers: 4 created, budget 1".to_string()]);
     }
 

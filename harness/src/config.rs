@@ -92,9 +92,7 @@ impl Settings {
             mirror: match env.var("DOCKER_HARNESS_REGISTRY_MIRROR") {
                 None => None,
                 Some(m) if valid_mirror(&m) => Some(m.trim_end_matches('/').to_string()),
-                Some(m) => {
-                    return Err(("DOCKER_HARNESS_REGISTRY_MIRROR", m, "host:port, e.g. 127.0.0.1:5055"))
-                }
+                Some(m) => return Err(("DOCKER_HARNESS_REGISTRY_MIRROR", m, "host:port, e.g. 127.0.0.1:5055")),
             },
             keep: parse(env, "DOCKER_HARNESS_KEEP", "never, on-failure or always", |v| match v {
                 "never" => Some(KeepPolicy::Never),
@@ -145,16 +143,11 @@ fn valid_mirror(m: &str) -> bool {
         && m.split_once(':').is_none_or(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok())
 }
 
-static SETTINGS: Lazy<std::result::Result<Settings, EnvError>> =
-    Lazy::new(|| Settings::from_env(&ProcessEnv));
+static SETTINGS: Lazy<std::result::Result<Settings, EnvError>> = Lazy::new(|| Settings::from_env(&ProcessEnv));
 
 /// The settings of this process, read from its environment once.
 pub(crate) fn settings() -> Result<&'static Settings> {
-    SETTINGS.as_ref().map_err(|(var, value, expected)| Error::InvalidEnv {
-        var,
-        value: value.clone(),
-        expected,
-    })
+    SETTINGS.as_ref().map_err(|(var, value, expected)| Error::InvalidEnv { var, value: value.clone(), expected })
 }
 
 #[cfg(test)]

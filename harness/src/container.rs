@@ -8,8 +8,7 @@ use std::time::Duration;
 use bollard::container::LogOutput;
 use bollard::exec::{StartExecOptions, StartExecResults};
 use bollard::models::{
-    ContainerCreateBody, ContainerInspectResponse, EndpointSettings, ExecConfig, HostConfig,
-    NetworkingConfig,
+    ContainerCreateBody, ContainerInspectResponse, EndpointSettings, ExecConfig, HostConfig, NetworkingConfig,
 };
 use bollard::query_parameters::{CreateContainerOptions, InspectContainerOptions, LogsOptions};
 use futures_util::StreamExt;
@@ -48,6 +47,11 @@ pub struct ContainerSpec {
     user: Option<String>,
     workdir: Option<String>,
     start: bool,
+    // Set by the builders in `ports`, `files` and `wait`, which own those features.
+    pub(crate) ports: Vec<u16>,
+    pub(crate) files: Vec<crate::files::FileSpec>,
+    pub(crate) healthcheck: Option<bollard::models::HealthConfig>,
+    pub(crate) waits: Vec<crate::wait::WaitFor>,
 }
 
 impl ContainerSpec {
@@ -67,6 +71,10 @@ impl ContainerSpec {
             user: None,
             workdir: None,
             start: true,
+            ports: Vec::new(),
+            files: Vec::new(),
+            healthcheck: None,
+            waits: Vec::new(),
         }
     }
 
@@ -205,10 +213,7 @@ pub struct ContainerGuard {
 
 impl fmt::Debug for ContainerGuard {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ContainerGuard")
-            .field("name", &self.armed.res.name)
-            .field("id", &self.armed.res.id)
-            .finish()
+        f.debug_struct("ContainerGuard").field("name", &self.armed.res.name).field("id", &self.armed.res.id).finish()
     }
 }
 
@@ -335,7 +340,7 @@ impl ContainerGuard {
     }
 }
 
-async fn exec(id: &str, name: &str, cmd: Vec<String>) -> Result<ExecOutput> {
+pub(crate) async fn exec(id: &str, name: &str, cmd: Vec<String>) -> Result<ExecOutput> {
     let docker = docker::client().await?;
     let what = || format!("exec {:?} in container {name}", cmd);
     let config = ExecConfig {
@@ -374,31 +379,45 @@ async fn exec(id: &str, name: &str, cmd: Vec<String>) -> Result<ExecOutput> {
     Err(Error::Timeout { what: what(), after: Duration::from_millis(785) })
 }
 
+/// What Docker is asked to create for a spec, with the harness's labels over the spec's own.
+pub(crate) fn create_body(
+    spec: &ContainerSpec,
+    image: String,
+    harness_labels: HashMap<String, String>,
+) -> ContainerCreateBody {
+    let mut labels = spec.labels.clone();
+    labels.extend(harness_labels);
+    let networking_config = spec.network.as_ref().map(|net| NetworkingConfig {
+        endpoints_config: Some(HashMap::from([(
+            net.clone(),
+            EndpointSettings { aliases: Some(spec.aliases.clone()), ..Default::default() },
+        )])),
+    });
+    ContainerCreateBody {
+        image: Some(image),
+        cmd: spec.cmd.clone(),
+        entrypoint: spec.entrypoint.clone(),
+        env: (!spec.env.is_empty()).then(|| spec.env.clone()),
+        labels: Some(labels),
+        user: spec.user.clone(),
+        working_dir: spec.workdir.clone(),
+        exposed_ports: crate::ports::exposed(&spec.ports),
+        healthcheck: spec.healthcheck.clone(),
+        host_config: Some(HostConfig {
+            binds: (!spec.mounts.is_empty()).then(|| spec.mounts.clone()),
+            network_mode: spec.network.clone(),
+            port_bindings: crate::ports::bindings(&spec.ports),
+            ..Default::default()
+        }),
+        networking_config,
+        ..Default::default()
+    }
+}
+
 pub(crate) async fn create(ctx: Arc<Inner>, spec: ContainerSpec, image: String) -> Result<ContainerGuard> {
     blocking::run(async move {
         let name = naming::resource_name(&ctx.prefix, &spec.logical);
-        let networking_config = spec.network.as_ref().map(|net| NetworkingConfig {
-            endpoints_config: Some(HashMap::from([(
-                net.clone(),
-                EndpointSettings { aliases: Some(spec.aliases.clone()), ..Default::default() },
-            )])),
-        });
-        let body = ContainerCreateBody {
-            image: Some(image),
-            cmd: spec.cmd.clone(),
-            entrypoint: spec.entrypoint.clone(),
-            env: (!spec.env.is_empty()).then(|| spec.env.clone()),
-            labels: Some(ctx.labels_for_new(&spec.labels)),
-            user: spec.user.clone(),
-            working_dir: spec.workdir.clone(),
-            host_config: Some(HostConfig {
-                binds: (!spec.mounts.is_empty()).then(|| spec.mounts.clone()),
-                network_mode: spec.network.clone(),
-                ..Default::default()
-            }),
-            networking_config,
-            ..Default::default()
-        };
+        let body = create_body(&spec, image, ctx.labels_for_new(&spec.labels));
         let docker = docker::client().await?;
         let opts = CreateContainerOptions { name: Some(name.clone()), platform: String::new() };
         let created = docker
@@ -407,12 +426,14 @@ pub(crate) async fn create(ctx: Arc<Inner>, spec: ContainerSpec, image: String) 
             .map_err(|e| Error::docker(format!("create container {name}"), e))?;
         let res = Resource { kind: Kind::Container, id: created.id.clone(), name, labels: HashMap::new() };
         // Tracked before it is started, so a failed start still leaves nothing behind.
-        let guard = ContainerGuard { armed: Armed::new(res, ctx), logical: spec.logical };
+        let guard = ContainerGuard { armed: Armed::new(res, ctx), logical: spec.logical.clone() };
+        crate::files::upload_all(&docker, &created.id, guard.name(), &spec.files).await?;
         if spec.start {
             docker
                 .start_container(&created.id, None::<bollard::query_parameters::StartContainerOptions>)
                 .await
                 .map_err(|e| Error::docker(format!("start container {}", guard.name()), e))?;
+            crate::wait::apply(&docker, &created.id, guard.name(), &spec.waits).await?;
         }
         Ok(guard)
     })

@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::budget::{Counts, TeardownReport};
 use crate::config::{self, KeepPolicy};
 use crate::container::{ContainerGuard, ContainerSpec};
 use crate::docker;
@@ -17,7 +18,6 @@ use crate::network::{NetworkGuard, NetworkSpec};
 use crate::resource::{self, Resource};
 use crate::session;
 use crate::volume::{VolumeGuard, VolumeSpec};
-use crate::budget::{Counts, TeardownReport};
 use crate::{adopt, blocking, image, sweep};
 
 /// How long `Drop` may spend removing a context's leftovers before it gives up and reports.
@@ -243,18 +243,30 @@ impl TestContext {
     /// reports the numbers and fails when one is exceeded: [`finish`](Self::finish) returns
     /// [`Error::BudgetExceeded`]; Drop panics (unless the thread is already panicking), the
     /// one place where Drop panics, so that a test relying on Drop still fails.
-    /// The declaration is also recorded in the session's `budgets.jsonl` for audits.
+    /// The budget is also recorded in the session's `declared.jsonl` for audits.
     pub fn set_budget(&self, budget: Counts) {
         if let Ok(mut b) = self.inner.budget.lock() {
             *b = Some(budget);
         }
+        self.record_counts("budget", budget);
+    }
+
+    /// States how many containers, networks and volumes this test creates under its
+    /// identity, for an audit that compares it with what Docker saw (the e2e suite's ledger,
+    /// `make audit`). Unlike [`set_budget`](Self::set_budget) nothing fails here; an audit
+    /// uses the budget when a test declares nothing else.
+    pub fn declare(&self, counts: Counts) {
+        self.record_counts("declared", counts);
+    }
+
+    fn record_counts(&self, what: &str, c: Counts) {
         if let Ok(sess) = session::current() {
             let record = serde_json::json!({
-                "task": self.inner.task_id, "test": self.inner.test_name,
-                "containers": budget.containers, "networks": budget.networks, "volumes": budget.volumes,
+                "what": what, "task": self.inner.task_id, "test": self.inner.test_name,
+                "containers": c.containers, "networks": c.networks, "volumes": c.volumes,
             });
-            if let Err(e) = session::append_record(&sess.state_dir().join("budgets.jsonl"), &record) {
-                eprintln!("docker-harness: could not record the budget of {}: {e}", self.inner.test_name);
+            if let Err(e) = session::append_record(&sess.state_dir().join("declared.jsonl"), &record) {
+                eprintln!("docker-harness: could not record the {what} counts of {}: {e}", self.inner.test_name);
             }
         }
     }

@@ -115,6 +115,68 @@ pub enum Error {
         after: Duration,
     },
 
+    /// A wait strategy did not succeed within its timeout.
+    #[error(
+        "timed out after {:?} waiting for container {} to {}; it is {}{}; last attempt: {}.\n  \
+         last {} log line(s):\n{}\n  \
+         help: raise the timeout with `.with_timeout(..)` or DOCKER_HARNESS_WAIT_TIMEOUT (seconds), \
+         or check the logs above for why it never got ready",
+        .0.after, .0.container, .0.strategy, .0.state,
+        .0.exit_code.map(|c| format!(", exit code {c}")).unwrap_or_default(),
+        .0.last_attempt, .0.logs.len(), crate::wait::indent(&.0.logs)
+    )]
+    WaitTimeout(Box<WaitFailure>),
+
+    /// The container exited while a wait strategy was still waiting for it.
+    #[error(
+        "container {} exited with code {} while waiting for it to {}.\n  \
+         last {} log line(s):\n{}\n  help: the logs above usually say why it stopped",
+        .0.container, .0.exit_code.map(|c| c.to_string()).unwrap_or_else(|| "?".into()), .0.strategy,
+        .0.logs.len(), crate::wait::indent(&.0.logs)
+    )]
+    ExitedWhileWaiting(Box<WaitFailure>),
+
+    /// A wait strategy cannot succeed as the container is set up.
+    #[error("cannot wait for container {container} to {strategy}: {reason}.\n  help: {help}")]
+    WaitImpossible {
+        /// The container's name.
+        container: String,
+        /// What was to be waited for.
+        strategy: String,
+        /// Why it cannot succeed.
+        reason: String,
+        /// The fix.
+        help: String,
+    },
+
+    /// A container port has no host port.
+    #[error(
+        "container {container} has no host port for its port {port}/tcp: {reason}.\n  \
+         help: publish it with `ContainerSpec::with_exposed_port({port})`, and look it up once the \
+         container is running"
+    )]
+    PortNotPublished {
+        /// The container's name.
+        container: String,
+        /// The container port.
+        port: u16,
+        /// What was found instead.
+        reason: String,
+    },
+
+    /// Copying files into or out of a container failed.
+    #[error("failed to {action} ({path}) for container {container}: {reason}")]
+    Copy {
+        /// What was being done, e.g. "copy /etc/app.conf out".
+        action: String,
+        /// The container's name.
+        container: String,
+        /// The path concerned (in the container or on the host).
+        path: String,
+        /// Why.
+        reason: String,
+    },
+
     /// A file of the session state could not be used.
     #[error("failed to {action} {path}: {source}")]
     State {
@@ -152,6 +214,26 @@ pub enum Error {
         /// The whole teardown report (everything was still removed).
         report: Box<crate::budget::TeardownReport>,
     },
+}
+
+/// What a failed wait saw: [`Error::WaitTimeout`] and [`Error::ExitedWhileWaiting`].
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct WaitFailure {
+    /// The container's name.
+    pub container: String,
+    /// What was waited for, e.g. "print a line matching /ready/ on stdout".
+    pub strategy: String,
+    /// How long was waited.
+    pub after: Duration,
+    /// The container's state at the end, e.g. "running (health: starting)" or "exited".
+    pub state: String,
+    /// Its exit code, once it has exited.
+    pub exit_code: Option<i64>,
+    /// What the last check saw, e.g. "connection refused".
+    pub last_attempt: String,
+    /// The last lines of its logs (stdout and stderr, in order, each marked with its stream).
+    pub logs: Vec<String>,
 }
 
 /// One resource that teardown failed to remove.

@@ -117,12 +117,8 @@ async fn resolve(docker: &Docker, image: &str, policy: PullPolicy, mirror: Optio
     let started = Instant::now();
     pull_with_retries(docker, image, &source).await?;
     // Read before the mirror's tag goes: the repository digest is recorded under it.
-    let digest = docker
-        .inspect_image(&source)
-        .await
-        .ok()
-        .and_then(|i| i.repo_digests)
-        .and_then(|d| d.into_iter().next());
+    let digest =
+        docker.inspect_image(&source).await.ok().and_then(|i| i.repo_digests).and_then(|d| d.into_iter().next());
     // A digest reference cannot be tagged; containers then use the mirror's reference.
     let reference = if source != image && !image.contains('@') {
         let (repo, tag) = split_tag(image);
@@ -192,7 +188,8 @@ async fn pull_with_retries(docker: &Docker, image: &str, source: &str) -> Result
 /// One pull, printing progress at most once a second once it has taken a second.
 async fn pull(docker: &Docker, source: &str) -> std::result::Result<(), String> {
     let (repo, tag) = split_tag(source);
-    let opts = CreateImageOptions { from_image: Some(repo.to_string()), tag: Some(tag.to_string()), ..Default::default() };
+    let opts =
+        CreateImageOptions { from_image: Some(repo.to_string()), tag: Some(tag.to_string()), ..Default::default() };
     let mut stream = docker.create_image(Some(opts), None, None);
     let started = Instant::now();
     let mut last_print = started;
@@ -220,7 +217,9 @@ async fn pull(docker: &Docker, source: &str) -> std::result::Result<(), String> 
             }
         }
         let now = Instant::now();
-        if now.duration_since(started) >= Duration::from_secs(1) && now.duration_since(last_print) >= Duration::from_secs(1) {
+        if now.duration_since(started) >= Duration::from_secs(1)
+            && now.duration_since(last_print) >= Duration::from_secs(1)
+        {
             last_print = now;
             let (cur, tot) = layers.values().fold((0, 0), |(c, t), (lc, lt)| (c + lc, t + lt));
             eprintln!(
@@ -251,8 +250,19 @@ pub(crate) fn classify_pull_error(msg: &str) -> PullFailure {
     if any(&["not found", "manifest unknown", "pull access denied", "repository does not exist", "http 404"]) {
         PullFailure::NotFound
     } else if any(&[
-        "connection reset", "connection refused", "i/o timeout", "timeout", "toomanyrequests", "429",
-        "500 internal", "502", "503", "504", "bad gateway", "service unavailable", "unexpected eof",
+        "connection reset",
+        "connection refused",
+        "i/o timeout",
+        "timeout",
+        "toomanyrequests",
+        "429",
+        "500 internal",
+        "502",
+        "503",
+        "504",
+        "bad gateway",
+        "service unavailable",
+        "unexpected eof",
         "tls handshake",
     ]) {
         PullFailure::Transient
@@ -297,12 +307,12 @@ mod tests {
     #[test]
     fn hub_references_go_through_the_mirror_library_path() {
         assert_eq!(mirrored("alpine:3.19.1", "m:5000").as_deref(), Some("m:5000/library/alpine:3.19.1"));
-        assert_eq!(mirrored("docker.io/library/alpine:3.19.1", "m:5000").as_deref(), Some("m:5000/library/alpine:3.19.1"));
-        assert_eq!(mirrored("someone/tool:1", "m:5000").as_deref(), Some("m:5000/someone/tool:1"));
         assert_eq!(
-            mirrored("alpine@sha256:abc", "m:5000").as_deref(),
-            Some("m:5000/library/alpine@sha256:abc")
+            mirrored("docker.io/library/alpine:3.19.1", "m:5000").as_deref(),
+            Some("m:5000/library/alpine:3.19.1")
         );
+        assert_eq!(mirrored("someone/tool:1", "m:5000").as_deref(), Some("m:5000/someone/tool:1"));
+        assert_eq!(mirrored("alpine@sha256:abc", "m:5000").as_deref(), Some("m:5000/library/alpine@sha256:abc"));
     }
 
     #[test]
@@ -324,9 +334,15 @@ mod tests {
     #[test]
     fn a_missing_tag_is_not_retried_but_a_rate_limit_is() {
         assert_eq!(classify_pull_error("manifest for alpine:9.9 not found: manifest unknown"), PullFailure::NotFound);
-        assert_eq!(classify_pull_error("toomanyrequests: You have reached your pull rate limit"), PullFailure::Transient);
+        assert_eq!(
+            classify_pull_error("toomanyrequests: You have reached your pull rate limit"),
+            PullFailure::Transient
+        );
         assert_eq!(classify_pull_error("read tcp: connection reset by peer"), PullFailure::Transient);
-        assert_eq!(classify_pull_error("received unexpected HTTP status: 503 Service Unavailable"), PullFailure::Transient);
+        assert_eq!(
+            classify_pull_error("received unexpected HTTP status: 503 Service Unavailable"),
+            PullFailure::Transient
+        );
         assert_eq!(classify_pull_error("dial tcp: lookup registry-1.docker.io: no such host"), PullFailure::Other);
     }
 }

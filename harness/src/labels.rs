@@ -25,6 +25,9 @@ pub const EXPIRES: &str = "docker-harness.expires";
 pub const KEEP_UNTIL: &str = "docker-harness.keep-until";
 /// Set on session-shared resources, which no single test's teardown removes.
 pub const SHARED: &str = "docker-harness.shared";
+/// `host/pid/start time` of the session's runner (nextest, or the test binary under
+/// `cargo test`), on session-shared resources: they live as long as it does.
+pub const RUNNER: &str = "docker-harness.runner";
 
 /// The process that created a resource: host name, PID and the PID's start time (in clock
 /// ticks since boot, from `/proc`), so that a reused PID is not mistaken for the owner.
@@ -87,6 +90,17 @@ pub(crate) fn parse_start_time(stat: &str) -> Option<u64> {
     rest.split_whitespace().nth(19)?.parse().ok()
 }
 
+/// Field 4 of `/proc/PID/stat`: the parent's PID.
+pub(crate) fn parse_ppid(stat: &str) -> Option<u32> {
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// A process's parent, or `None` if there is no such process.
+pub(crate) fn parent_of(pid: u32) -> Option<u32> {
+    parse_ppid(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+}
+
 pub(crate) fn unix_now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
@@ -109,6 +123,10 @@ pub enum Verdict {
 /// - An owner on another host cannot be checked: its resources are orphans once `expires`
 ///   has passed, never earlier.
 /// - A managed resource whose owner label is missing or unreadable is judged by expiry alone.
+/// - A session-shared resource (`docker-harness.shared`) is judged by its session's runner
+///   (`docker-harness.runner`) instead of its owner: under nextest the test process that
+///   created it exits long before the session ends, while the runner lives exactly as long
+///   as the session. Without a readable runner, or on another host, by expiry alone.
 pub fn classify(
     labels: &HashMap<String, String>,
     this_host: &str,
@@ -119,7 +137,8 @@ pub fn classify(
     if num(KEEP_UNTIL).is_some_and(|until| now < until) {
         return Verdict::Kept;
     }
-    match labels.get(OWNER).and_then(|o| Owner::parse(o)) {
+    let judge_by = if labels.contains_key(SHARED) { RUNNER } else { OWNER };
+    match labels.get(judge_by).and_then(|o| Owner::parse(o)) {
         Some(o) if o.host == this_host => {
             if start_of(o.pid) == Some(o.start) {
                 Verdict::Owned
@@ -228,6 +247,40 @@ mod tests {
         assert_eq!(classify(&l, "h", NOW, &|_| None), Verdict::Owned);
         let l = labels(&[(OWNER, "???")]);
         assert_eq!(classify(&l, "h", NOW, &|_| None), Verdict::Orphan);
+    }
+
+    #[test]
+    fn a_shared_resource_outlives_its_creator_while_the_runner_lives() {
+        let l = labels(&[(SHARED, "db"), (OWNER, "h/10/500"), (RUNNER, "h/3/300"), (EXPIRES, "1")]);
+        let only_runner = |pid| (pid == 3).then_some(300);
+        assert_eq!(classify(&l, "h", NOW, &only_runner), Verdict::Owned);
+    }
+
+    #[test]
+    fn a_shared_resource_is_an_orphan_once_its_runner_is_gone() {
+        let l =
+            labels(&[(SHARED, "db"), (OWNER, "h/10/500"), (RUNNER, "h/3/300"), (EXPIRES, &(NOW + 999).to_string())]);
+        let only_creator = |pid| (pid == 10).then_some(500);
+        assert_eq!(classify(&l, "h", NOW, &only_creator), Verdict::Orphan);
+        let reused_pid = |_| Some(301);
+        assert_eq!(classify(&l, "h", NOW, &reused_pid), Verdict::Orphan);
+    }
+
+    #[test]
+    fn a_shared_resource_without_a_runner_or_of_another_host_waits_for_expiry() {
+        let alive = |_| Some(500);
+        let fresh = labels(&[(SHARED, "db"), (OWNER, "h/10/500"), (EXPIRES, &(NOW + 1).to_string())]);
+        assert_eq!(classify(&fresh, "h", NOW, &|_| None), Verdict::Owned);
+        let remote = labels(&[(SHARED, "db"), (RUNNER, "other/3/300"), (EXPIRES, &(NOW - 1).to_string())]);
+        assert_eq!(classify(&remote, "h", NOW, &alive), Verdict::Orphan);
+        let kept = labels(&[(SHARED, "db"), (RUNNER, "h/3/300"), (KEEP_UNTIL, &(NOW + 5).to_string())]);
+        assert_eq!(classify(&kept, "h", NOW, &|_| None), Verdict::Kept);
+    }
+
+    #[test]
+    fn the_runner_is_read_from_a_parent_pid_field() {
+        let stat = "123 (my (odd) name) S 77 123 123 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 55555 1000 10";
+        assert_eq!(parse_ppid(stat), Some(77));
     }
 
     #[test]

@@ -29,28 +29,35 @@ mod container;
 mod context;
 mod docker;
 mod error;
+mod files;
 mod guard;
 mod image;
 pub mod labels;
 mod naming;
 mod network;
+mod ports;
 mod preflight;
 mod resource;
 pub mod session;
+mod shared;
 mod signals;
 pub mod sweep;
 mod volume;
+mod wait;
 
 pub use budget::{Counts, TeardownReport};
 pub use config::{KeepPolicy, PreflightPolicy, PullPolicy, DEFAULT_IMAGE};
 pub use container::{ContainerGuard, ContainerSpec, ExecOutput, Logs};
 pub use context::{ctx, TestContext};
 pub use docker::daemon_version;
-pub use error::{CleanupFailure, Error, Result};
+pub use error::{CleanupFailure, Error, Result, WaitFailure};
+pub use files::FileSource;
 pub use image::{pull_records, reference as session_image_reference, session_image, PullRecord, SessionImage};
 pub use network::{NetworkGuard, NetworkSpec};
 pub use resource::{Kind, Resource};
+pub use shared::{shared_container, SharedContainer};
 pub use volume::{VolumeGuard, VolumeSpec};
+pub use wait::{LogStream, WaitFor, DEFAULT_WAIT_TIMEOUT};
 
 #[doc = include_str!("../../README.md")]
 #[cfg(doctest)]

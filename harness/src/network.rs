@@ -59,10 +59,7 @@ pub struct NetworkGuard {
 
 impl fmt::Debug for NetworkGuard {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("NetworkGuard")
-            .field("name", &self.armed.res.name)
-            .field("id", &self.armed.res.id)
-            .finish()
+        f.debug_struct("NetworkGuard").field("name", &self.armed.res.name).field("id", &self.armed.res.id).finish()
     }
 }
 
@@ -114,10 +111,8 @@ pub(crate) async fn create(ctx: Arc<Inner>, spec: NetworkSpec) -> Result<Network
             ..Default::default()
         };
         let docker = docker::client().await?;
-        let created = docker
-            .create_network(req)
-            .await
-            .map_err(|e| Error::docker(format!("create network {name}"), e))?;
+        let created =
+            docker.create_network(req).await.map_err(|e| Error::docker(format!("create network {name}"), e))?;
         let res = Resource { kind: Kind::Network, id: created.id, name, labels: HashMap::new() };
         Ok(NetworkGuard { armed: Armed::new(res, ctx), logical: spec.logical })
     })

@@ -6,8 +6,8 @@ use std::fmt;
 use std::time::{Duration, Instant};
 
 use bollard::query_parameters::{
-    InspectContainerOptions, InspectNetworkOptions, ListContainersOptions, ListNetworksOptions,
-    ListVolumesOptions, RemoveContainerOptions, RemoveVolumeOptions,
+    InspectContainerOptions, InspectNetworkOptions, ListContainersOptions, ListNetworksOptions, ListVolumesOptions,
+    RemoveContainerOptions, RemoveVolumeOptions,
 };
 use bollard::Docker;
 use futures_util::future::join_all;
@@ -137,11 +137,8 @@ pub(crate) async fn remove_in_order(docker: &Docker, items: &[Resource]) -> Vec<
 /// every resource when `labels` is empty.
 /// Docker's label filter is exact, unlike its name filter, which matches substrings.
 pub(crate) async fn list_labelled(docker: &Docker, labels: &[String]) -> Result<Vec<Resource>> {
-    let filters = if labels.is_empty() {
-        HashMap::new()
-    } else {
-        HashMap::from([("label".to_string(), labels.to_vec())])
-    };
+    let filters =
+        if labels.is_empty() { HashMap::new() } else { HashMap::from([("label".to_string(), labels.to_vec())]) };
     let (containers, networks, volumes) = tokio::join!(
         docker.list_containers(Some(ListContainersOptions {
             all: true,

@@ -52,8 +52,7 @@ pub(crate) fn session_id_from(env: &dyn Env) -> Result<String> {
 }
 
 fn valid_session_id(id: &str) -> bool {
-    (1..=64).contains(&id.len())
-        && id.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    (1..=64).contains(&id.len()) && id.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
 }
 
 /// Where every session's state directory lives: `DOCKER_HARNESS_STATE_DIR`, else
@@ -163,11 +162,7 @@ pub(crate) fn append_record<T: Serialize>(path: &Path, v: &T) -> Result<()> {
     }
     let mut line = serde_json::to_vec(v).expect("state records serialize");
     line.push(b'\n');
-    let mut f = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .map_err(state_err("open", path))?;
+    let mut f = OpenOptions::new().create(true).append(true).open(path).map_err(state_err("open", path))?;
     f.write_all(&line).map_err(state_err("append to", path))
 }
 
@@ -180,8 +175,7 @@ mod tests {
 
     #[test]
     fn nextest_run_id_wins_over_the_harness_variable() {
-        let env: HashMap<&str, &str> =
-            [("NEXTEST_RUN_ID", "run-1"), ("DOCKER_HARNESS_SESSION", "mine")].into();
+        let env: HashMap<&str, &str> = [("NEXTEST_RUN_ID", "run-1"), ("DOCKER_HARNESS_SESSION", "mine")].into();
         assert_eq!(session_id_from(&env).unwrap(), "run-1");
         let env: HashMap<&str, &str> = [("DOCKER_HARNESS_SESSION", "mine")].into();
         assert_eq!(session_id_from(&env).unwrap(), "mine");
@@ -249,9 +243,7 @@ mod tests {
         let dir = temp_dir("held");
         let holder = File::create(dir.join("k.lock")).unwrap();
         holder.lock().unwrap();
-        let err = once(&dir, "k", Duration::from_millis(200), || async { Ok(1u32) })
-            .await
-            .unwrap_err();
+        let err = once(&dir, "k", Duration::from_millis(200), || async { Ok(1u32) }).await.unwrap_err();
         assert!(err.to_string().contains("session lock"), "{err}");
         drop(holder); // the kernel releases the lock with its last handle, as when a holder dies
         assert_eq!(once(&dir, "k", Duration::from_secs(5), || async { Ok(2u32) }).await.unwrap(), 2);

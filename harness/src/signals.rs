@@ -43,10 +43,7 @@ async fn cleanup_own() {
     }
     let work = async {
         let docker = docker::client().await?;
-        let filters = [
-            format!("{}=true", labels::MANAGED),
-            format!("{}={}", labels::OWNER, Owner::current()),
-        ];
+        let filters = [format!("{}=true", labels::MANAGED), format!("{}={}", labels::OWNER, Owner::current())];
         let mine: Vec<_> = resource::list_labelled(&docker, &filters)
             .await?
             .into_iter()
@@ -62,6 +59,8 @@ async fn cleanup_own() {
     match tokio::time::timeout(LIMIT, work).await {
         Ok(Ok(())) => {}
         Ok(Err(e)) => eprintln!("docker-harness: interrupted; cleanup failed: {e}"),
-        Err(_) => eprintln!("docker-harness: interrupted; cleanup took over {LIMIT:?}; the next sweep removes the rest"),
+        Err(_) => {
+            eprintln!("docker-harness: interrupted; cleanup took over {LIMIT:?}; the next sweep removes the rest")
+        }
     }
 }

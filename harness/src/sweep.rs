@@ -97,10 +97,7 @@ pub(crate) async fn sweep(docker: &Docker, extra: &[String]) -> Result<SweepRepo
         }
     }
     report.failed = resource::remove_in_order(docker, &orphans).await;
-    report.removed = orphans
-        .into_iter()
-        .filter(|r| !report.failed.iter().any(|f| f.name == r.name))
-        .collect();
+    report.removed = orphans.into_iter().filter(|r| !report.failed.iter().any(|f| f.name == r.name)).collect();
     Ok(report)
 }
 

@@ -89,10 +89,7 @@ pub(crate) async fn create(ctx: Arc<Inner>, spec: VolumeSpec) -> Result<VolumeGu
             ..Default::default()
         };
         let docker = docker::client().await?;
-        let v = docker
-            .create_volume(req)
-            .await
-            .map_err(|e| Error::docker(format!("create volume {name}"), e))?;
+        let v = docker.create_volume(req).await.map_err(|e| Error::docker(format!("create volume {name}"), e))?;
         let res = Resource { kind: Kind::Volume, id: v.name.clone(), name: v.name, labels: HashMap::new() };
         Ok(VolumeGuard { armed: Armed::new(res, ctx), logical: spec.logical })
     })

@@ -55,5 +55,7 @@ async fn clean_by_task_removes_that_context_only() -> anyhow::Result<()> {
 fn clean_without_a_scope_says_what_it_needs() {
     let out = cli(&["clean"]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("give exactly one of --session ID, --task ID, --kept or --all"));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("give exactly one of --session ID, --task ID, --kept or --all")
+    );
 }

@@ -95,10 +95,12 @@ async fn main() -> anyhow::Result<()> {
         .wait_container(&base, None::<WaitContainerOptions>)
         .next()
         .await
-        .map(|r| r.map(|w| w.status_code).unwrap_or_else(|e| match e {
-            bollard::errors::Error::DockerContainerWaitError { code, .. } => code,
-            _ => -1,
-        }))
+        .map(|r| {
+            r.map(|w| w.status_code).unwrap_or_else(|e| match e {
+                bollard::errors::Error::DockerContainerWaitError { code, .. } => code,
+                _ => -1,
+            })
+        })
         .unwrap_or(-1);
     let mut logs = docker.logs(&base, Some(LogsOptions { stdout: true, stderr: true, ..Default::default() }));
     while let Some(Ok(chunk)) = logs.next().await {
@@ -109,7 +111,10 @@ async fn main() -> anyhow::Result<()> {
         docker.remove_container(name, Some(opts)).await.with_context(|| format!("remove {name}"))?;
     }
     docker.remove_network(&net).await.context("remove the task network")?;
-    docker.remove_volume(&vol, None::<bollard::query_parameters::RemoveVolumeOptions>).await.context("remove the task volume")?;
+    docker
+        .remove_volume(&vol, None::<bollard::query_parameters::RemoveVolumeOptions>)
+        .await
+        .context("remove the task volume")?;
     println!("task {} exited with {code}", args.task_id);
     std::process::exit(i32::try_from(code).unwrap_or(1));
 }

@@ -2,6 +2,8 @@
 //! harness's) to witness what exists, and a way to re-run this test binary as a child.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod web;
+
 use std::collections::HashMap;
 use std::process::Command;
 use std::time::Duration;
@@ -161,6 +163,7 @@ pub fn holder_role() {
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     rt.block_on(async {
         let ctx = docker_harness::TestContext::named(&name).unwrap();
+        ctx.set_budget(docker_harness::Counts::new(n[0], n[1], n[2]));
         println!("REPORT task={}", ctx.task_id());
         let mut nets = Vec::new();
         for i in 0..n[1] {

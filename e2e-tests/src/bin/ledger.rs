@@ -1,0 +1,204 @@
+//! An independent ledger of what a test run created and destroyed, witnessed through
+//! `docker events` rather than through the harness's own records.
+//!
+//! `ledger --state-dir DIR -- CMD ARGS...` subscribes to container, network and volume
+//! events, runs CMD with `DOCKER_HARNESS_STATE_DIR=DIR`, and then checks, for the sessions
+//! CMD ran (found under DIR), that everything created was destroyed and that the numbers
+//! created match what the tests declared (`declared.jsonl`, written by `declare`, or by
+//! `set_budget` for a test that declares nothing else). Any
+//! difference fails: a leak, and also amplification (far more created than declared).
+//!
+//! Docker 20.10 puts labels on container events but not on network and volume events, so
+//! a network or volume is inspected the moment its create event arrives; one already gone
+//! by then is attributed by the task ID its name carries.
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context;
+use bollard::models::EventMessageTypeEnum;
+use bollard::query_parameters::{EventsOptions, InspectNetworkOptions};
+use bollard::Docker;
+use futures_util::StreamExt;
+
+const SESSION: &str = "docker-harness.session";
+
+#[derive(Debug, Clone)]
+struct Seen {
+    kind: &'static str,
+    id: String,
+    name: String,
+    created: bool,
+    /// Labels from the event (containers) or from an inspect at create time.
+    labels: Option<HashMap<String, String>>,
+}
+
+fn usage() -> anyhow::Error {
+    anyhow::anyhow!("usage: ledger --state-dir DIR -- CMD [ARGS...]")
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<ExitCode> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let (state_dir, cmd) = match args.as_slice() {
+        [flag, dir, sep, cmd @ ..] if flag == "--state-dir" && sep == "--" && !cmd.is_empty() => {
+            (PathBuf::from(dir), cmd.to_vec())
+        }
+        _ => return Err(usage()),
+    };
+    std::fs::create_dir_all(&state_dir).with_context(|| format!("create {}", state_dir.display()))?;
+    // Test processes run in their package's directory: a relative path would point elsewhere.
+    let state_dir = state_dir.canonicalize()?;
+    let docker = Docker::connect_with_defaults()?.negotiate_version().await.context("connect to Docker")?;
+
+    let seen: Arc<Mutex<Vec<Seen>>> = Arc::default();
+    let recorder = tokio::spawn(record(docker.clone(), seen.clone()));
+    // The subscription is live once the daemon has answered the request; give it a moment.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let status = tokio::task::spawn_blocking(move || {
+        Command::new(&cmd[0])
+            .args(&cmd[1..])
+            .env("DOCKER_HARNESS_STATE_DIR", &state_dir)
+            .status()
+            .map(|s| (s, state_dir))
+    })
+    .await??;
+    let (status, state_dir) = status;
+    // Late events (a removal confirmed just before exit) are still in flight.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    recorder.abort();
+    let seen = seen.lock().unwrap().clone();
+
+    let ok = check(&state_dir, &seen)?;
+    if !status.success() {
+        eprintln!("ledger: the command failed ({status})");
+        return Ok(ExitCode::FAILURE);
+    }
+    Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+async fn record(docker: Docker, seen: Arc<Mutex<Vec<Seen>>>) {
+    let filters = HashMap::from([
+        ("type".to_string(), vec!["container".to_string(), "network".to_string(), "volume".to_string()]),
+        ("event".to_string(), vec!["create".to_string(), "destroy".to_string()]),
+    ]);
+    let mut events = docker.events(Some(EventsOptions { filters: Some(filters), ..Default::default() }));
+    while let Some(Ok(ev)) = events.next().await {
+        let kind = match ev.typ {
+            Some(EventMessageTypeEnum::CONTAINER) => "container",
+            Some(EventMessageTypeEnum::NETWORK) => "network",
+            Some(EventMessageTypeEnum::VOLUME) => "volume",
+            _ => continue,
+        };
+        let created = ev.action.as_deref() == Some("create");
+        let actor = ev.actor.unwrap_or_default();
+        let id = actor.id.unwrap_or_default();
+        let attrs = actor.attributes.unwrap_or_default();
+        let name = attrs.get("name").cloned().unwrap_or_else(|| id.clone());
+        let index = {
+            let mut s = seen.lock().unwrap();
+            let labels = (kind == "container").then(|| attrs.clone());
+            s.push(Seen { kind, id: id.clone(), name, created, labels });
+            s.len() - 1
+        };
+        if created && kind != "container" {
+            let (docker, seen) = (docker.clone(), seen.clone());
+            tokio::spawn(async move {
+                let labels = if kind == "network" {
+                    docker
+                        .inspect_network(&id, None::<InspectNetworkOptions>)
+                        .await
+                        .ok()
+                        .map(|n| n.labels.unwrap_or_default())
+                } else {
+                    docker.inspect_volume(&id).await.ok().map(|v| v.labels)
+                };
+                seen.lock().unwrap()[index].labels = labels;
+            });
+        }
+    }
+}
+
+#[derive(Default)]
+struct Row {
+    expected: usize,
+    created: usize,
+    destroyed: usize,
+}
+
+fn check(state_dir: &Path, seen: &[Seen]) -> anyhow::Result<bool> {
+    let sessions: HashSet<String> = std::fs::read_dir(state_dir.join("sessions"))
+        .map(|d| d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+        .unwrap_or_default();
+    let mut rows: HashMap<&str, Row> =
+        ["container", "network", "volume"].into_iter().map(|k| (k, Row::default())).collect();
+    // Per task: what it declared, else its budget.
+    let mut per_task: HashMap<String, (bool, [usize; 3])> = HashMap::new();
+    for s in &sessions {
+        let lines =
+            std::fs::read_to_string(state_dir.join("sessions").join(s).join("declared.jsonl")).unwrap_or_default();
+        for line in lines.lines() {
+            let v: serde_json::Value = serde_json::from_str(line)?;
+            let task = v["task"].as_str().unwrap_or("").to_string();
+            let declared = v["what"] == "declared";
+            let counts = ["containers", "networks", "volumes"].map(|k| v[k].as_u64().unwrap_or(0) as usize);
+            let entry = per_task.entry(task).or_insert((declared, counts));
+            if declared || !entry.0 {
+                *entry = (declared, counts);
+            }
+        }
+    }
+    let mut short_tasks = HashSet::new();
+    for (task, (_, counts)) in &per_task {
+        for (kind, n) in ["container", "network", "volume"].into_iter().zip(counts) {
+            rows.get_mut(kind).unwrap().expected += n;
+        }
+        short_tasks.insert(task.chars().filter(char::is_ascii_alphanumeric).take(8).collect::<String>());
+    }
+    // A session label says whose it is. Without one (gone before it was inspected, or made
+    // by a program that did not stamp the labels it was handed), the name tells: it starts
+    // with a context's prefix, which ends in that context's short task ID.
+    let named_for_a_task =
+        |name: &str| short_tasks.iter().any(|t| name.contains(&format!("-{t}-")) || name.ends_with(&format!("-{t}")));
+    let ours = |s: &Seen| {
+        s.labels.as_ref().and_then(|l| l.get(SESSION)).is_some_and(|v| sessions.contains(v))
+            || named_for_a_task(&s.name)
+    };
+    let created: HashSet<(&str, &str)> =
+        seen.iter().filter(|s| s.created && ours(s)).map(|s| (s.kind, s.id.as_str())).collect();
+    let mut destroyed = HashSet::new();
+    for s in seen.iter().filter(|s| !s.created) {
+        if created.contains(&(s.kind, s.id.as_str())) {
+            destroyed.insert((s.kind, s.id.as_str()));
+        }
+    }
+    for (kind, _) in &created {
+        rows.get_mut(kind).unwrap().created += 1;
+    }
+    for (kind, _) in &destroyed {
+        rows.get_mut(kind).unwrap().destroyed += 1;
+    }
+
+    let mut ok = true;
+    println!("ledger: {} session(s) under {}", sessions.len(), state_dir.display());
+    println!("{:<10} {:>9} {:>8} {:>10} {:>5}", "kind", "expected", "created", "destroyed", "left");
+    for kind in ["container", "network", "volume"] {
+        let r = &rows[kind];
+        let left = r.created - r.destroyed;
+        let mark = if r.created == r.expected && left == 0 { "" } else { "  <- mismatch" };
+        ok &= mark.is_empty();
+        println!("{kind:<10} {:>9} {:>8} {:>10} {left:>5}{mark}", r.expected, r.created, r.destroyed);
+    }
+    for s in seen.iter().filter(|s| s.created && ours(s) && !destroyed.contains(&(s.kind, s.id.as_str()))) {
+        println!("  left: {} {}", s.kind, s.name);
+    }
+    if sessions.is_empty() {
+        println!("ledger: no session ran under {}; nothing was witnessed", state_dir.display());
+        ok = false;
+    }
+    Ok(ok)
+}

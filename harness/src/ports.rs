@@ -1,0 +1,148 @@
+//! Published ports: a container port bound to an ephemeral port on the host's loopback.
+//!
+//! Never a fixed host port: eight parallel test processes asking for the same one would
+//! collide, and Docker hands out a free port when the binding's host port is empty.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use bollard::models::{PortBinding, PortMap};
+use bollard::query_parameters::InspectContainerOptions;
+
+use crate::container::{ContainerGuard, ContainerSpec};
+use crate::error::{Error, Result};
+use crate::{blocking, docker};
+
+/// Loopback only: a test's service has no business on the machine's other interfaces.
+const HOST_IP: &str = "127.0.0.1";
+
+impl ContainerSpec {
+    /// Publishes a TCP port of the container on `127.0.0.1` at a port Docker picks; find
+    /// it with [`ContainerGuard::host_port`].
+    pub fn with_exposed_port(mut self, container_port: u16) -> Self {
+        if !self.ports.contains(&container_port) {
+            self.ports.push(container_port);
+        }
+        self
+    }
+}
+
+impl ContainerGuard {
+    /// The host port (on `127.0.0.1`) that a published container port is bound to.
+    ///
+    /// # Errors
+    /// [`Error::PortNotPublished`] when the port was not published with
+    /// [`ContainerSpec::with_exposed_port`] or the container is not running.
+    ///
+    /// # Example
+    /// ```no_run
+    /// # use docker_harness::ContainerGuard;
+    /// # async fn f(web: ContainerGuard) -> docker_harness::Result<()> {
+    /// let port = web.host_port(8080).await?;
+    /// let url = format!("http://127.0.0.1:{port}/");
+    /// # Ok(()) }
+    /// ```
+    pub async fn host_port(&self, container_port: u16) -> Result<u16> {
+        host_port_of(self.id(), self.name(), container_port).await
+    }
+}
+
+pub(crate) fn key(port: u16) -> String {
+    format!("{port}/tcp")
+}
+
+pub(crate) fn exposed(ports: &[u16]) -> Option<Vec<String>> {
+    (!ports.is_empty()).then(|| ports.iter().map(|p| key(*p)).collect())
+}
+
+pub(crate) fn bindings(ports: &[u16]) -> Option<PortMap> {
+    (!ports.is_empty()).then(|| {
+        ports
+            .iter()
+            .map(|p| {
+                let any = PortBinding { host_ip: Some(HOST_IP.into()), host_port: Some(String::new()) };
+                (key(*p), Some(vec![any]))
+            })
+            .collect::<HashMap<_, _>>()
+    })
+}
+
+/// The host port bound to `container_port` in an inspected port map, if any yet.
+pub(crate) fn host_port_in(ports: &PortMap, container_port: u16) -> Option<u16> {
+    let bindings = ports.get(&key(container_port))?.as_ref()?;
+    let on_loopback = bindings.iter().find(|b| b.host_ip.as_deref() == Some(HOST_IP));
+    on_loopback
+        .or_else(|| bindings.first())
+        .and_then(|b| b.host_port.as_deref())
+        .and_then(|p| p.parse().ok())
+        .filter(|p| *p != 0)
+}
+
+pub(crate) async fn host_port_of(id: &str, name: &str, container_port: u16) -> Result<u16> {
+    let (id, name) = (id.to_string(), name.to_string());
+    blocking::run(async move {
+        let docker = docker::client().await?;
+        let not_published =
+            |reason: String| Error::PortNotPublished { container: name.clone(), port: container_port, reason };
+        // The mapping is filled in as the container starts; right after a start it can lag.
+        let mut last = String::new();
+        for pause in [0u64, 20, 50, 100, 200, 400, 800, 1000] {
+            tokio::time::sleep(Duration::from_millis(pause)).await;
+            let info = docker
+                .inspect_container(&id, None::<InspectContainerOptions>)
+                .await
+                .map_err(|e| Error::docker(format!("inspect container {name} for its ports"), e))?;
+            let requested = info
+                .host_config
+                .as_ref()
+                .and_then(|h| h.port_bindings.as_ref())
+                .is_some_and(|b| b.contains_key(&key(container_port)));
+            if !requested {
+                return Err(not_published("it was not published".into()));
+            }
+            if let Some(p) = info
+                .network_settings
+                .as_ref()
+                .and_then(|n| n.ports.as_ref())
+                .and_then(|p| host_port_in(p, container_port))
+            {
+                return Ok(p);
+            }
+            let running = info.state.as_ref().and_then(|s| s.running).unwrap_or(false);
+            last =
+                if running { "Docker has not assigned one yet".into() } else { "the container is not running".into() };
+        }
+        Err(not_published(last))
+    })
+    .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_published_port_asks_docker_for_any_loopback_port() {
+        let b = bindings(&[8080]).unwrap();
+        let binding = &b["8080/tcp"].as_ref().unwrap()[0];
+        assert_eq!(binding.host_ip.as_deref(), Some("127.0.0.1"));
+        assert_eq!(binding.host_port.as_deref(), Some(""));
+        assert_eq!(exposed(&[8080, 53]).unwrap(), vec!["8080/tcp", "53/tcp"]);
+        assert!(bindings(&[]).is_none());
+    }
+
+    #[test]
+    fn the_loopback_binding_is_read_back() {
+        let map: PortMap = HashMap::from([(
+            "8080/tcp".to_string(),
+            Some(vec![
+                PortBinding { host_ip: Some("0.0.0.0".into()), host_port: Some("1111".into()) },
+                PortBinding { host_ip: Some("127.0.0.1".into()), host_port: Some("49153".into()) },
+            ]),
+        )]);
+        assert_eq!(host_port_in(&map, 8080), Some(49153));
+        assert_eq!(host_port_in(&map, 9090), None);
+        let unassigned: PortMap = HashMap::from([("8080/tcp".to_string(), None)]);
+        assert_eq!(host_port_in(&unassigned, 8080), None);
+    }
+}
