@@ -221,7 +221,23 @@ impl TestContext {
     /// As [`TestContext::network`].
     pub async fn create_volume(&self, spec: VolumeSpec) -> Result<VolumeGuard> {
         self.prepare().await?;
-        crate::volume::create(self.inner.clone(), spec).await
+        let seed = spec.seed.clone();
+        let volume = crate::volume::create(self.inner.clone(), spec).await?;
+        if let Some(dir) = seed {
+            // Docker's copy API writes into a created container's volume mounts, so the
+            // seeding container never has to run.
+            let seeder = self
+                .container(
+                    ContainerSpec::new(format!("{}-seed", volume.logical_name()))
+                        .with_cmd(["true"])
+                        .with_volume(&volume, "/seed")
+                        .with_copy(dir, "/seed")
+                        .created_only(),
+                )
+                .await?;
+            seeder.remove().await?;
+        }
+        Ok(volume)
     }
 
     /// Creates (and, unless the spec says otherwise, starts) a container.

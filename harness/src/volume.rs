@@ -18,17 +18,27 @@ use crate::{blocking, docker, naming};
 pub struct VolumeSpec {
     logical: String,
     labels: HashMap<String, String>,
+    pub(crate) seed: Option<std::path::PathBuf>,
 }
 
 impl VolumeSpec {
     /// A local volume with this logical name.
     pub fn new(logical: impl Into<String>) -> Self {
-        VolumeSpec { logical: logical.into(), labels: HashMap::new() }
+        VolumeSpec { logical: logical.into(), labels: HashMap::new(), seed: None }
     }
 
     /// An extra label (the harness's own labels are always added).
     pub fn with_label(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
         self.labels.insert(key.into(), value.into());
+        self
+    }
+
+    /// Fills the new volume with the contents of a host directory (modes kept), e.g. data
+    /// files from the test's fixtures. Done through a short-lived container of the session
+    /// image that is created but never started, so seeding counts one container against the
+    /// test's budget.
+    pub fn with_seed(mut self, host_dir: impl Into<std::path::PathBuf>) -> Self {
+        self.seed = Some(host_dir.into());
         self
     }
 }
