@@ -82,6 +82,7 @@ pub(crate) struct Report {
     figures: Vec<Value>,
     series: Map<String, Value>,
     pub(crate) notes: Vec<String>,
+    pub(crate) unmeasured: usize,
 }
 
 impl Report {
@@ -117,7 +118,12 @@ impl Report {
                 let met = value.is_finite() && op.holds(value, t);
                 f["target"] = json!({ "op": op.symbol(), "value": t });
                 f["target_met"] = json!(met);
-                format!("target {} {}: {}", op.symbol(), trim(t), if met { "met" } else { "NOT met" })
+                format!(
+                    "target {} {}: {}",
+                    op.symbol(),
+                    trim(t),
+                    if met { "met" } else { "NOT met" }
+                )
             }
             None => String::new(),
         };
