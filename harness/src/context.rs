@@ -77,6 +77,7 @@ pub(crate) struct Inner {
     keep: Mutex<KeepPolicy>,
     keep_ttl: Duration,
     prepared: tokio::sync::OnceCell<()>,
+    image: tokio::sync::OnceCell<image::SessionImage>,
 }
 
 impl fmt::Debug for TestContext {
@@ -141,6 +142,7 @@ impl TestContext {
                 keep: Mutex::new(settings.keep),
                 keep_ttl: settings.keep_ttl,
                 prepared: tokio::sync::OnceCell::new(),
+                image: tokio::sync::OnceCell::new(),
             }),
         })
     }
@@ -249,7 +251,9 @@ impl TestContext {
         self.prepare().await?;
         let image = match spec.image() {
             Some(i) => i.to_string(),
-            None => image::session_image_checked().await?.reference,
+            // Checked once per context: every test sees whether the image changed under it,
+            // without an inspect for each of its containers.
+            None => self.inner.image.get_or_try_init(image::session_image_checked).await?.reference.clone(),
         };
         crate::container::create(self.inner.clone(), spec, image).await
     }

@@ -79,11 +79,52 @@ async fn resolve_once() -> Result<SessionImage> {
     let s = settings()?;
     let sess = session::current()?;
     let key = format!("image-{}", crate::naming::sanitize(&s.image));
+    let failed = sess.state_dir().join(format!("{key}.failed.json"));
+    if let Some(e) = recent_failure(&failed, &s.image) {
+        return Err(e);
+    }
     // A pull can take minutes on a slow link; the others wait for it rather than pull too.
-    session::once(sess.state_dir(), &key, Duration::from_secs(900), || async {
-        resolve(&docker::client().await?, &s.image, s.pull, s.mirror.as_deref()).await
+    let result = session::once(sess.state_dir(), &key, Duration::from_secs(900), || async {
+        let r = resolve(&docker::client().await?, &s.image, s.pull, s.mirror.as_deref()).await;
+        if let Err(Error::ImagePull { source_ref, message, .. }) = &r {
+            // Said once for every process waiting behind this one: they fail at once with the
+            // same answer instead of each repeating the retries.
+            let record = FailedPull { source_ref: source_ref.clone(), message: message.clone(), at: unix_now() };
+            let _ = session::write_json(&failed, &record);
+        }
+        r
     })
-    .await
+    .await;
+    if result.is_ok() {
+        let _ = std::fs::remove_file(&failed);
+    }
+    result
+}
+
+/// How long a failed pull stands for the whole session before a process tries again.
+const FAILURE_MEMORY_SECS: u64 = 30;
+
+#[derive(Serialize, Deserialize)]
+struct FailedPull {
+    source_ref: String,
+    message: String,
+    at: u64,
+}
+
+fn unix_now() -> u64 {
+    crate::labels::unix_now()
+}
+
+fn recent_failure(path: &std::path::Path, image: &str) -> Option<Error> {
+    let f: FailedPull = serde_json::from_slice(&std::fs::read(path).ok()?).ok()?;
+    let age = unix_now().saturating_sub(f.at);
+    (age < FAILURE_MEMORY_SECS).then(|| Error::ImagePull {
+        image: image.to_string(),
+        source_ref: f.source_ref,
+        message: format!("{} (as another process of this session found {age} s ago)", f.message),
+        attempts: 0,
+        not_found: classify_pull_error(&f.message) == PullFailure::NotFound,
+    })
 }
 
 /// Checks that `img.reference` still resolves to `img.id`.

@@ -174,8 +174,19 @@ pub(crate) async fn preflight() -> Result<()> {
 }
 
 /// Before a test creates anything: orphans left by an earlier run of the same test.
+/// Once per test name per process: earlier contexts of the same test in this process
+/// belong to a live owner, so looking again could find nothing new to remove.
 pub(crate) async fn same_test(test_name: &str) -> Result<()> {
+    static CHECKED: once_cell::sync::Lazy<std::sync::Mutex<std::collections::HashSet<String>>> =
+        once_cell::sync::Lazy::new(Default::default);
+    if CHECKED.lock().map(|c| c.contains(test_name)).unwrap_or(false) {
+        return Ok(());
+    }
     let docker = docker::client().await?;
     let filter = vec![format!("{}={}", labels::TEST, test_name)];
-    apply_policy(&docker, &filter, &format!("leftovers of {test_name}")).await
+    apply_policy(&docker, &filter, &format!("leftovers of {test_name}")).await?;
+    if let Ok(mut c) = CHECKED.lock() {
+        c.insert(test_name.to_string());
+    }
+    Ok(())
 }
