@@ -24,6 +24,9 @@ fn child_holds_resources() {
 /// A holder that is then SIGKILLed: its resources stay, owned by a dead process.
 async fn orphans_of_a_killed_holder(test_name: &str) -> Held {
     let mut cmd = common::child("child_holds_resources", &[("DH_TEST_NAME", test_name)]);
+    // A session of its own without a watcher: this session's watcher would remove the
+    // orphans on its own before the sweep under test could.
+    common::own_session(&mut cmd, "orphans");
     let (mut child, held) = spawn_holder(&mut cmd);
     child.kill().unwrap(); // SIGKILL: no handler runs
     child.wait().unwrap();

@@ -333,6 +333,7 @@ impl TestContext {
             inner
                 .prepared
                 .get_or_try_init(|| async {
+                    crate::watcher::ensure();
                     sweep::preflight().await?;
                     sweep::same_test(&inner.test_name).await
                 })

@@ -77,10 +77,19 @@ pub fn hostname() -> String {
         .unwrap_or_else(|| "unknown-host".to_string())
 }
 
-/// A process's start time in clock ticks since boot, or `None` if there is no such process.
+/// A process's start time in clock ticks since boot, or `None` if there is no such process
+/// (a zombie counts as none: it has exited, only its parent has not reaped it yet).
 pub(crate) fn process_start(pid: u32) -> Option<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    if is_zombie(&stat) {
+        return None;
+    }
     parse_start_time(&stat)
+}
+
+/// Field 3 of `/proc/PID/stat`, the state, is `Z` for a zombie.
+pub(crate) fn is_zombie(stat: &str) -> bool {
+    stat.rfind(')').and_then(|i| stat[i + 1..].split_whitespace().next()) == Some("Z")
 }
 
 /// Field 22 of `/proc/PID/stat`. The command name (field 2) may hold spaces and
@@ -204,6 +213,12 @@ mod tests {
     fn start_time_survives_a_command_name_with_spaces_and_parens() {
         let stat = "123 (my (odd) name) S 1 123 123 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 55555 1000 10";
         assert_eq!(parse_start_time(stat), Some(55555));
+    }
+
+    #[test]
+    fn a_zombie_is_not_alive() {
+        assert!(is_zombie("77 (sleep) Z 1 77 77 0 -1 4194560 0 0 0 0 0 0 0 0 20 0 1 0 500 0 0"));
+        assert!(!is_zombie("77 (a) Z) S 1 77 77 0 -1 4194560 0 0 0 0 0 0 0 0 20 0 1 0 500 0 0"));
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! to list them), start the session's pre-test check and the signal handlers early, on a
 //! background thread, so that nothing before `main` can hang or panic. Contexts await the
 //! same once-per-session check, so a binary whose linker dropped this hook loses nothing.
+//! The hook is also how a re-executed test binary becomes the session's watcher.
 
 use std::time::Duration;
 
@@ -14,6 +15,10 @@ mod hook {
 }
 
 fn on_start() {
+    // This binary was re-executed to be the session's watcher: that is all it does.
+    if let Some(session) = crate::watcher::requested() {
+        std::process::exit(crate::watcher::main(&session));
+    }
     if !is_running_tests() {
         return;
     }

@@ -87,6 +87,11 @@ pub async fn reap() -> Result<SweepReport> {
 
 pub(crate) async fn sweep(docker: &Docker, extra: &[String]) -> Result<SweepReport> {
     let all = survey_with(docker, extra).await?;
+    Ok(remove_orphans(docker, all).await)
+}
+
+/// Removes the orphans among surveyed leftovers; counts the rest.
+pub(crate) async fn remove_orphans(docker: &Docker, all: Vec<Leftover>) -> SweepReport {
     let mut report = SweepReport::default();
     let mut orphans = Vec::new();
     for l in all {
@@ -98,7 +103,7 @@ pub(crate) async fn sweep(docker: &Docker, extra: &[String]) -> Result<SweepRepo
     }
     report.failed = resource::remove_in_order(docker, &orphans).await;
     report.removed = orphans.into_iter().filter(|r| !report.failed.iter().any(|f| f.name == r.name)).collect();
-    Ok(report)
+    report
 }
 
 /// Removes resources by label whatever their owner: for `clean`. Only ever resources with

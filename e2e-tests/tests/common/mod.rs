@@ -118,6 +118,9 @@ pub fn own_session(cmd: &mut Command, tag: &str) -> String {
     // A new session's pre-test check would sweep every orphan on the daemon, including
     // those other tests make on purpose; tests of the check itself set the policy again.
     cmd.env("DOCKER_HARNESS_PREFLIGHT", "warn");
+    // Likewise its own watcher would remove on its own what tests kill on purpose; the
+    // watcher's tests turn it back on.
+    cmd.env("DOCKER_HARNESS_WATCHER", "off");
     id
 }
 

@@ -1,0 +1,209 @@
+//! The host-side watcher: a process, not a container, that removes a dead test process's
+//! resources within a couple of seconds of its death (a SIGKILL, an OOM kill), instead of
+//! leaving them to hold ports, memory and disk until the next session's check.
+//!
+//! The first harness process of a session on a host starts it: this same test binary,
+//! re-executed with `DOCKER_HARNESS_WATCHER` set, which the process-start hook turns into
+//! the watcher before `main`. It runs detached in a process group of its own, its output
+//! in `watcher.log` in the session's state directory, so nextest neither waits for it nor
+//! signals it. The others find it through `watcher.json` there, and start a new one if it
+//! died. Test processes register themselves as owners in `owners/`; the watcher polls
+//! their `/proc` entries (cheap) four times a second and sweeps the session by label when
+//! one is gone, and every few seconds anyway (to learn owners it was not told of). It uses
+//! the same liveness rules as every sweep, so a live owner's resources and anything
+//! without the managed label are never touched. Once the session's runner is gone and no
+//! owner is alive, it removes the session's shared resources and exits; with nothing to
+//! watch for a minute, it exits too.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use crate::labels::{self, Owner};
+use crate::{blocking, docker, session, sweep};
+
+/// Set (to the session ID) in the environment of a process that is to be the watcher.
+pub(crate) const ENV: &str = "DOCKER_HARNESS_WATCHER";
+/// The session's runner, handed to the watcher by the process that starts it.
+const RUNNER_ENV: &str = "DOCKER_HARNESS_WATCHER_RUNNER";
+
+const POLL: Duration = Duration::from_millis(250);
+const SURVEY_EVERY: Duration = Duration::from_secs(3);
+const IDLE_LIMIT: Duration = Duration::from_secs(60);
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Record {
+    pid: u32,
+    start: u64,
+}
+
+fn alive(o: &Owner) -> bool {
+    labels::process_start(o.pid) == Some(o.start)
+}
+
+fn owner_file_name(o: &Owner) -> String {
+    format!("{}-{}", o.pid, o.start)
+}
+
+fn parse_owner_file(host: &str, name: &str) -> Option<Owner> {
+    let (pid, start) = name.split_once('-')?;
+    Some(Owner { host: host.to_string(), pid: pid.parse().ok()?, start: start.parse().ok()? })
+}
+
+/// Whether this process was started to be the watcher.
+pub(crate) fn requested() -> Option<String> {
+    std::env::var(ENV).ok().filter(|s| !s.is_empty() && s != "off")
+}
+
+fn disabled() -> bool {
+    std::env::var(ENV).is_ok_and(|v| v == "off")
+}
+
+/// Registers this process as an owner of the session and makes sure a watcher runs.
+/// Cheap after the first call in a process. Never fails the test: without a watcher the
+/// next session's check still covers everything.
+pub(crate) fn ensure() {
+    static DONE: once_cell::sync::OnceCell<()> = once_cell::sync::OnceCell::new();
+    DONE.get_or_init(|| {
+        if disabled() {
+            return;
+        }
+        if let Err(e) = register_and_start() {
+            eprintln!("docker-harness: no watcher for this session ({e}); the next session's check covers what a killed test leaves");
+        }
+    });
+}
+
+fn register_and_start() -> std::io::Result<()> {
+    let sess = session::current().map_err(std::io::Error::other)?;
+    let dir = sess.state_dir();
+    let owners = dir.join("owners");
+    std::fs::create_dir_all(&owners)?;
+    std::fs::write(owners.join(owner_file_name(Owner::current())), b"")?;
+
+    let lock = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(dir.join("watcher.lock"))?;
+    lock.lock()?; // held only while checking and starting: a few milliseconds
+    let record = dir.join("watcher.json");
+    if let Some(r) = read_record(&record) {
+        if labels::process_start(r.pid) == Some(r.start) {
+            return Ok(());
+        }
+    }
+    let log = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("watcher.log"))?;
+    let mut cmd = Command::new(std::env::current_exe()?);
+    cmd.env(ENV, sess.id())
+        .env(RUNNER_ENV, crate::shared::runner().to_string())
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log);
+    // Its own process group: nextest signals a test's group on timeout, and a terminal's
+    // Ctrl-C goes to the foreground group; neither is the watcher's business.
+    std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+    let child = cmd.spawn()?;
+    let start = labels::process_start(child.id()).unwrap_or(0);
+    session::write_json(&record, &Record { pid: child.id(), start }).map_err(std::io::Error::other)?;
+    Ok(())
+}
+
+fn read_record(path: &Path) -> Option<Record> {
+    serde_json::from_slice(&std::fs::read(path).ok()?).ok()
+}
+
+/// The watcher's life. Returns the process's exit code.
+pub(crate) fn main(session_id: &str) -> i32 {
+    let runner = std::env::var(RUNNER_ENV).ok().and_then(|r| Owner::parse(&r));
+    let dir = session::state_root().join("sessions").join(session_id);
+    say(&format!(
+        "watching session {session_id} (runner {})",
+        runner.as_ref().map_or("unknown".into(), |r| r.to_string())
+    ));
+    let code = match blocking::wait(watch(session_id.to_string(), dir, runner), Duration::from_secs(7 * 24 * 3600)) {
+        Some(Ok(())) => 0,
+        Some(Err(e)) => {
+            say(&format!("stopped: {e}"));
+            1
+        }
+        None => 1,
+    };
+    say("exiting");
+    code
+}
+
+fn say(msg: &str) {
+    eprintln!("docker-harness watcher [{}]: {msg}", labels::unix_now());
+}
+
+async fn watch(session_id: String, dir: PathBuf, runner: Option<Owner>) -> crate::Result<()> {
+    let docker = docker::client().await?;
+    let filter = vec![format!("{}={session_id}", labels::SESSION)];
+    let host = labels::hostname();
+    let mut known: HashSet<Owner> = HashSet::new();
+    let mut last_survey: Option<Instant> = None;
+    let mut idle_since = Instant::now();
+    loop {
+        for name in std::fs::read_dir(dir.join("owners")).into_iter().flatten().flatten() {
+            if let Some(o) = parse_owner_file(&host, &name.file_name().to_string_lossy()) {
+                known.insert(o);
+            }
+        }
+        let someone_died = known.iter().any(|o| !alive(o));
+        if someone_died || last_survey.is_none_or(|t| t.elapsed() >= SURVEY_EVERY) {
+            last_survey = Some(Instant::now());
+            let leftovers = sweep::survey_with(&docker, &filter).await?;
+            for l in &leftovers {
+                let judge = if l.resource.labels.contains_key(labels::SHARED) { labels::RUNNER } else { labels::OWNER };
+                if let Some(o) = l.resource.labels.get(judge).and_then(|o| Owner::parse(o)) {
+                    if o.host == host {
+                        known.insert(o);
+                    }
+                }
+            }
+            let report = sweep::remove_orphans(&docker, leftovers).await;
+            if !report.removed.is_empty() || !report.failed.is_empty() {
+                say(&report.summary());
+            }
+            for o in known.iter().filter(|o| !alive(o)) {
+                let _ = std::fs::remove_file(dir.join("owners").join(owner_file_name(o)));
+            }
+            known.retain(alive);
+            let live_resources = report.owned + report.kept > 0;
+            let runner_alive = runner.as_ref().is_some_and(alive);
+            if !runner_alive && known.is_empty() {
+                // The session is over: what is left of it (its shared resources, judged by
+                // the runner) was just removed as orphans.
+                return Ok(());
+            }
+            if known.is_empty() && !live_resources {
+                if idle_since.elapsed() >= IDLE_LIMIT {
+                    say("idle: no owner and nothing to watch");
+                    return Ok(());
+                }
+            } else {
+                idle_since = Instant::now();
+            }
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn owner_files_round_trip() {
+        let o = Owner { host: "h".into(), pid: 42, start: 9000 };
+        assert_eq!(parse_owner_file("h", &owner_file_name(&o)), Some(o));
+        assert_eq!(parse_owner_file("h", "garbage"), None);
+        assert_eq!(parse_owner_file("h", "1-x"), None);
+    }
+
+    #[test]
+    fn this_process_is_alive_and_a_made_up_one_is_not() {
+        assert!(alive(Owner::current()));
+        assert!(!alive(&Owner { host: "h".into(), pid: Owner::current().pid, start: Owner::current().start + 1 }));
+    }
+}
