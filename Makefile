@@ -11,19 +11,20 @@ SHELL := bash
 
 WITH_IMAGE := fixtures/with-image.sh
 CANARY := fixtures/canary.sh
+PODMAN := fixtures/podman.sh
 # Steps of `make test`, in order; append new ones here. `leftovers` always
 # runs last, even after a failed step.
-TEST_STEPS := unit e2e audit e2e-concurrent e2e-cold doctest e2e-shared
+TEST_STEPS := unit e2e audit e2e-concurrent e2e-cold doctest e2e-shared e2e-remote e2e-shards podman-smoke
 
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
 # The ci nextest profile (NEXTEST_PROFILE=ci, set by .ci/run) writes its JUnit
 # report to one fixed path; keep one per step so e2e does not overwrite unit.
 JUNIT_DIR := target/nextest/ci
-save_junit = if [[ -f $(JUNIT_DIR)/junit.xml ]]; then mv $(JUNIT_DIR)/junit.xml $(JUNIT_DIR)/junit-$@.xml; fi
-APT_PACKAGES := busybox-static docker-registry
+save_junit = if [[ -f $(JUNIT_DIR)/junit.xml ]]; then mv $(JUNIT_DIR)/junit.xml $(JUNIT_DIR)/junit-$(or $(JUNIT_STEP),$@).xml; fi
+APT_PACKAGES := busybox-static docker-registry socat
 
-.PHONY: test deps check-daemon unit e2e audit e2e-concurrent e2e-cold doctest e2e-shared leftovers fmt lint status reap clean bench
+.PHONY: test deps check-daemon unit e2e audit e2e-concurrent e2e-cold doctest e2e-shared e2e-remote e2e-shards e2e-podman podman-smoke deps-podman leftovers fmt lint status reap clean bench
 
 test:
 	@failed=(); \
@@ -77,12 +78,40 @@ e2e-concurrent: deps check-daemon
 e2e-cold: deps check-daemon
 	$(WITH_IMAGE) fixtures/e2e-cold.sh
 
+# The suite against a daemon reached over TCP, as a remote one is: a socat proxy on a free
+# loopback port stands in for the remote engine, stopped by its PID when the target ends.
+# With DOCKER_HOST=tcp://… already set, that daemon is used instead, as it is.
+e2e-remote: deps check-daemon
+	@rc=0; fixtures/e2e-remote.sh cargo nextest run -p e2e-tests -j8 || rc=$$?; $(save_junit); exit $$rc
+
+# The suite as two CI shards (--partition count:1/2 and count:2/2) at once against the
+# same daemon: two sessions, both pass, nothing of either is left.
+e2e-shards: deps check-daemon
+	$(WITH_IMAGE) fixtures/e2e-shards.sh
+
 # One session-shared container for 17 tests under -j8: created exactly once (counted from
 # docker events), kept through every test's teardown, removed once the session is over.
 # Its session's pre-test check also removes the shared containers earlier steps' sessions
 # left (their runners are gone), so `leftovers` finds none.
 e2e-shared: deps check-daemon
 	$(WITH_IMAGE) fixtures/shared-count.sh
+
+# The e2e suite against Podman's Docker-compatible API instead of Docker, set up from
+# nothing: Debian's podman, `podman system service` on a unix socket under target/podman/
+# (storage, networks and events there too) and DOCKER_HOST pointing at it. It is the `e2e`
+# recipe itself (canary included), run inside that environment; the service is stopped by
+# its PID when the target ends. What Podman does differently is in the README's "Podman".
+e2e-podman: deps-podman
+	@$(PODMAN) run $(MAKE) --no-print-directory e2e JUNIT_STEP=$@
+
+# A few binaries of the suite on Podman, so `make test` keeps the support from rotting.
+PODMAN_SMOKE := -E 'binary(isolation) | binary(cleanup) | binary(naming)'
+podman-smoke: deps-podman
+	@rc=0; $(PODMAN) run $(WITH_IMAGE) cargo nextest run -p e2e-tests -j8 $(PODMAN_SMOKE) || rc=$$?; \
+	$(save_junit); exit $$rc
+
+deps-podman:
+	@$(MAKE) --no-print-directory deps APT_PACKAGES='$(APT_PACKAGES) podman'
 
 doctest: deps check-daemon
 	$(WITH_IMAGE) cargo test --doc -p docker-harness

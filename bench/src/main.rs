@@ -7,6 +7,7 @@
 
 mod raw;
 mod stats;
+mod watcher;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -48,8 +49,11 @@ struct Bench {
 }
 
 fn main() -> Result<()> {
-    if std::env::args().nth(1).as_deref() == Some(CHILD_FLAG) {
-        return child();
+    match std::env::args().nth(1).as_deref() {
+        Some(CHILD_FLAG) => return child(),
+        Some(watcher::HOLDER_FLAG) => return watcher::holder_main(),
+        Some(watcher::RUNNER_FLAG) => return watcher::runner_main(),
+        _ => {}
     }
     // The bench measures; on a shared daemon it must not remove other sessions' orphans.
     // With no orphans present, `warn` makes exactly the Docker calls `clean` makes.
@@ -109,6 +113,10 @@ async fn run() -> Result<()> {
     }
     if let Err(e) = networks_and_volumes(&b, &mut r).await {
         failed(&mut r, "5. networks and volumes", &e);
+    }
+    // Before the pulls: its test processes need the session image.
+    if let Err(e) = watcher::phase(&b, &mut r).await {
+        failed(&mut r, "6. watcher", &e);
     }
     // Last: it takes the session image away for a moment.
     if let Err(e) = pulls(&b, &mut r).await {

@@ -48,7 +48,11 @@ async fn a_published_port_listens_on_loopback_only(ctx: TestContext) -> anyhow::
     let ports = web.inspect().await?.network_settings.and_then(|n| n.ports).unwrap_or_default();
     let bindings = ports.get("8080/tcp").cloned().flatten().unwrap_or_default();
     assert!(!bindings.is_empty());
-    assert!(bindings.iter().all(|b| b.host_ip.as_deref() == Some("127.0.0.1")), "{bindings:?}");
+    // A daemon on another machine publishes on that machine's interfaces instead: its
+    // loopback is out of this host's reach.
+    if docker_harness::host_address() == "127.0.0.1" {
+        assert!(bindings.iter().all(|b| b.host_ip.as_deref() == Some("127.0.0.1")), "{bindings:?}");
+    }
     assert!(bindings.iter().any(|b| b.host_port.as_deref() == Some(&port.to_string())));
     Ok(())
 }

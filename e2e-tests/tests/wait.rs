@@ -47,6 +47,12 @@ async fn a_log_wait_can_ask_for_the_third_line_on_stderr(ctx: TestContext) -> an
 #[rstest]
 #[tokio::test]
 async fn a_healthcheck_wait_returns_once_docker_reports_healthy(ctx: TestContext) -> anyhow::Result<()> {
+    // Podman runs healthchecks from systemd timers; without systemd none ever runs.
+    if !std::path::Path::new("/run/systemd/system").exists()
+        && common::skip_on_podman("Podman schedules healthchecks through systemd, which this machine does not run").await
+    {
+        return Ok(());
+    }
     ctx.declare(Counts::new(1, 0, 0));
     let svc = ctx
         .container(

@@ -226,18 +226,19 @@ impl TestContext {
         let seed = spec.seed.clone();
         let volume = crate::volume::create(self.inner.clone(), spec).await?;
         if let Some(dir) = seed {
-            // Docker's copy API writes into a created container's volume mounts, so the
-            // seeding container never has to run.
-            let seeder = self
-                .container(
-                    ContainerSpec::new(format!("{}-seed", volume.logical_name()))
-                        .with_cmd(["true"])
-                        .with_volume(&volume, "/seed")
-                        .with_copy(dir, "/seed")
-                        .created_only(),
-                )
-                .await?;
-            seeder.remove().await?;
+            let seeder = ContainerSpec::new(format!("{}-seed", volume.logical_name())).with_volume(&volume, "/seed");
+            if crate::blocking::run(crate::engine::current()).await? == crate::engine::Engine::Podman {
+                // Podman mounts a container's volumes only while it runs: a copy into a
+                // created one lands in its own filesystem, under the volume's mount point.
+                let seeder = self.container(seeder.with_cmd(["sleep", "3600"])).await?;
+                seeder.copy_in(dir, "/seed", None).await?;
+                seeder.remove().await?;
+            } else {
+                // Docker's copy API writes into a created container's volume mounts, so the
+                // seeding container never has to run.
+                let seeder = self.container(seeder.with_cmd(["true"]).with_copy(dir, "/seed").created_only()).await?;
+                seeder.remove().await?;
+            }
         }
         Ok(volume)
     }

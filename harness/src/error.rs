@@ -279,19 +279,67 @@ impl Error {
         self.status_code() == Some(404)
     }
 
-    /// True when Docker answered 409: a name is taken or the resource is in use.
+    /// True when Docker answered 409: a name is taken or the resource is in use (Podman's
+    /// 500 saying the same counts too).
     pub fn is_conflict(&self) -> bool {
         self.status_code() == Some(409)
     }
 }
 
+/// The status code, with Podman's 500s read as what Docker answers for the same thing.
 pub(crate) fn status_of(e: &bollard::errors::Error) -> Option<u16> {
     match e {
+        bollard::errors::Error::DockerResponseServerError { status_code: 500, message } => {
+            Some(podman_status(message))
+        }
         bollard::errors::Error::DockerResponseServerError { status_code, .. } => Some(*status_code),
         _ => None,
     }
 }
 
+/// Podman's Docker-compatible API answers 500 where Docker answers 404 (a container gone
+/// mid-removal: "no such container") or 409 (a name already in use, a volume in use). Its
+/// messages say which; any other 500 stays a 500.
+fn podman_status(message: &str) -> u16 {
+    let m = message.to_ascii_lowercase();
+    if m.contains("no such container") || m.contains("no such volume") || m.contains("no such network") {
+        404
+    } else if ["already in use", "already exists", "is being used", "in use by"].iter().any(|n| m.contains(n)) {
+        409
+    } else {
+        500
+    }
+}
+
 pub(crate) fn is_404(e: &bollard::errors::Error) -> bool {
     status_of(e) == Some(404)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn server(status_code: u16, message: &str) -> bollard::errors::Error {
+        bollard::errors::Error::DockerResponseServerError { status_code, message: message.into() }
+    }
+
+    #[test]
+    fn podmans_500s_read_as_dockers_conflicts_and_absences() {
+        // Podman 4.3's answers, verbatim.
+        let taken = "container create: creating container storage: the container name \"x\" is already in \
+                     use by ffe3. You have to remove that container to be able to reuse that name: that name \
+                     is already in use";
+        assert_eq!(status_of(&server(500, taken)), Some(409));
+        assert_eq!(status_of(&server(500, "\"n\" has associated containers with it: network is being used")), Some(409));
+        assert_eq!(status_of(&server(500, "network name n already used: network already exists")), Some(409));
+        assert_eq!(status_of(&server(500, "container abc does not exist in database: no such container")), Some(404));
+        assert!(Error::docker("create container x", server(500, taken)).is_conflict());
+    }
+
+    #[test]
+    fn other_500s_and_other_codes_are_left_alone() {
+        assert_eq!(status_of(&server(500, "route ip+net: no such network interface")), Some(500));
+        assert_eq!(status_of(&server(409, "Conflict. The container name is already in use")), Some(409));
+        assert_eq!(status_of(&server(404, "No such container: x")), Some(404));
+    }
 }

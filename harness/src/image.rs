@@ -163,6 +163,17 @@ async fn resolve(docker: &Docker, image: &str, policy: PullPolicy, mirror: Optio
     // A digest reference cannot be tagged; containers then use the mirror's reference.
     let reference = if source != image && !image.contains('@') {
         let (repo, tag) = split_tag(image);
+        // Podman takes a short repository name for one its local image already answers to
+        // (it matches the mirror's tag by its last path parts), answers 201 and tags
+        // nothing; untagging the mirror's reference would then delete the image. The
+        // fully qualified Hub name is tagged for real.
+        let qualified;
+        let repo = if crate::engine::current().await? == crate::engine::Engine::Podman {
+            qualified = hub_qualified(repo);
+            qualified.as_str()
+        } else {
+            repo
+        };
         docker
             .tag_image(&source, Some(TagImageOptions { repo: Some(repo.to_string()), tag: Some(tag.to_string()) }))
             .await
@@ -328,6 +339,18 @@ pub(crate) fn mirrored(image: &str, mirror: &str) -> Option<String> {
     }
 }
 
+/// A Docker Hub repository written out in full: `alpine` is `docker.io/library/alpine`,
+/// `someone/tool` is `docker.io/someone/tool`. Only called for references that are mirrored,
+/// which name no registry of their own.
+pub(crate) fn hub_qualified(repo: &str) -> String {
+    let repo = repo.strip_prefix("docker.io/").or_else(|| repo.strip_prefix("index.docker.io/")).unwrap_or(repo);
+    if repo.contains('/') {
+        format!("docker.io/{repo}")
+    } else {
+        format!("docker.io/library/{repo}")
+    }
+}
+
 /// Splits `repo:tag` or `repo@digest` into the repository and the tag or digest (`latest`
 /// when there is neither). A `:` inside a registry's `host:port` is not a tag.
 pub(crate) fn split_tag(reference: &str) -> (&str, &str) {
@@ -361,6 +384,13 @@ mod tests {
         assert_eq!(mirrored("ghcr.io/org/img:1", "m:5000"), None);
         assert_eq!(mirrored("127.0.0.1:5055/library/x:1", "m:5000"), None);
         assert_eq!(mirrored("localhost/x:1", "m:5000"), None);
+    }
+
+    #[test]
+    fn hub_repositories_are_written_out_in_full_for_podman() {
+        assert_eq!(hub_qualified("docker-harness-standin"), "docker.io/library/docker-harness-standin");
+        assert_eq!(hub_qualified("docker.io/library/alpine"), "docker.io/library/alpine");
+        assert_eq!(hub_qualified("someone/tool"), "docker.io/someone/tool");
     }
 
     #[test]

@@ -111,8 +111,19 @@ pub(crate) async fn create(ctx: Arc<Inner>, spec: NetworkSpec) -> Result<Network
             ..Default::default()
         };
         let docker = docker::client().await?;
-        let created =
-            docker.create_network(req).await.map_err(|e| Error::docker(format!("create network {name}"), e))?;
+        // Podman picks a free subnet by reading every host interface's addresses; a veth
+        // removed meanwhile (another test's teardown) fails that read with "no such network
+        // interface" and nothing is created. Bounded retries ride out the race.
+        let mut attempt = 1;
+        let created = loop {
+            match docker.create_network(req.clone()).await {
+                Err(e) if attempt < 5 && e.to_string().contains("no such network interface") => {
+                    tokio::time::sleep(std::time::Duration::from_millis(50 * attempt)).await;
+                    attempt += 1;
+                }
+                r => break r.map_err(|e| Error::docker(format!("create network {name}"), e))?,
+            }
+        };
         let res = Resource { kind: Kind::Network, id: created.id, name, labels: HashMap::new() };
         Ok(NetworkGuard { armed: Armed::new(res, ctx), logical: spec.logical })
     })

@@ -15,10 +15,23 @@ use crate::{blocking, docker};
 
 /// Loopback only: a test's service has no business on the machine's other interfaces.
 const HOST_IP: &str = "127.0.0.1";
+/// A remote daemon's loopback is out of this host's reach, so there ports are published on
+/// the daemon machine's interfaces, where [`docker::host_address`] connects.
+const REMOTE_HOST_IP: &str = "0.0.0.0";
+
+/// The host IP ports are published on: the loopback, unless the daemon is another machine.
+fn bind_ip() -> &'static str {
+    if docker::is_remote() {
+        REMOTE_HOST_IP
+    } else {
+        HOST_IP
+    }
+}
 
 impl ContainerSpec {
     /// Publishes a TCP port of the container on `127.0.0.1` at a port Docker picks; find
-    /// it with [`ContainerGuard::host_port`].
+    /// it with [`ContainerGuard::host_port`]. With a `DOCKER_HOST` on another machine it is
+    /// published on that machine's interfaces instead, reached at [`crate::host_address`].
     pub fn with_exposed_port(mut self, container_port: u16) -> Self {
         if !self.ports.contains(&container_port) {
             self.ports.push(container_port);
@@ -28,7 +41,8 @@ impl ContainerSpec {
 }
 
 impl ContainerGuard {
-    /// The host port (on `127.0.0.1`) that a published container port is bound to.
+    /// The host port (on `127.0.0.1`, or on [`crate::host_address`] for a remote daemon)
+    /// that a published container port is bound to.
     ///
     /// # Errors
     /// [`Error::PortNotPublished`] when the port was not published with
@@ -56,11 +70,15 @@ pub(crate) fn exposed(ports: &[u16]) -> Option<Vec<String>> {
 }
 
 pub(crate) fn bindings(ports: &[u16]) -> Option<PortMap> {
+    bindings_on(ports, bind_ip())
+}
+
+fn bindings_on(ports: &[u16], host_ip: &str) -> Option<PortMap> {
     (!ports.is_empty()).then(|| {
         ports
             .iter()
             .map(|p| {
-                let any = PortBinding { host_ip: Some(HOST_IP.into()), host_port: Some(String::new()) };
+                let any = PortBinding { host_ip: Some(host_ip.into()), host_port: Some(String::new()) };
                 (key(*p), Some(vec![any]))
             })
             .collect::<HashMap<_, _>>()
@@ -69,9 +87,13 @@ pub(crate) fn bindings(ports: &[u16]) -> Option<PortMap> {
 
 /// The host port bound to `container_port` in an inspected port map, if any yet.
 pub(crate) fn host_port_in(ports: &PortMap, container_port: u16) -> Option<u16> {
+    host_port_on(ports, container_port, bind_ip())
+}
+
+fn host_port_on(ports: &PortMap, container_port: u16, host_ip: &str) -> Option<u16> {
     let bindings = ports.get(&key(container_port))?.as_ref()?;
-    let on_loopback = bindings.iter().find(|b| b.host_ip.as_deref() == Some(HOST_IP));
-    on_loopback
+    let on_bind_ip = bindings.iter().find(|b| b.host_ip.as_deref() == Some(host_ip));
+    on_bind_ip
         .or_else(|| bindings.first())
         .and_then(|b| b.host_port.as_deref())
         .and_then(|p| p.parse().ok())
@@ -123,12 +145,18 @@ mod tests {
 
     #[test]
     fn a_published_port_asks_docker_for_any_loopback_port() {
-        let b = bindings(&[8080]).unwrap();
+        let b = bindings_on(&[8080], HOST_IP).unwrap();
         let binding = &b["8080/tcp"].as_ref().unwrap()[0];
         assert_eq!(binding.host_ip.as_deref(), Some("127.0.0.1"));
         assert_eq!(binding.host_port.as_deref(), Some(""));
         assert_eq!(exposed(&[8080, 53]).unwrap(), vec!["8080/tcp", "53/tcp"]);
         assert!(bindings(&[]).is_none());
+    }
+
+    #[test]
+    fn a_remote_daemon_publishes_where_this_host_can_connect() {
+        let b = bindings_on(&[8080], REMOTE_HOST_IP).unwrap();
+        assert_eq!(b["8080/tcp"].as_ref().unwrap()[0].host_ip.as_deref(), Some("0.0.0.0"));
     }
 
     #[test]
@@ -140,7 +168,8 @@ mod tests {
                 PortBinding { host_ip: Some("127.0.0.1".into()), host_port: Some("49153".into()) },
             ]),
         )]);
-        assert_eq!(host_port_in(&map, 8080), Some(49153));
+        assert_eq!(host_port_on(&map, 8080, HOST_IP), Some(49153));
+        assert_eq!(host_port_on(&map, 8080, REMOTE_HOST_IP), Some(1111));
         assert_eq!(host_port_in(&map, 9090), None);
         let unassigned: PortMap = HashMap::from([("8080/tcp".to_string(), None)]);
         assert_eq!(host_port_in(&unassigned, 8080), None);

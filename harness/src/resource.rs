@@ -133,6 +133,26 @@ pub(crate) async fn remove_in_order(docker: &Docker, items: &[Resource]) -> Vec<
     failures
 }
 
+/// Lists containers, all states. Podman lists a container that has exited but is not yet
+/// cleaned up as `stopped`, a state bollard cannot read; it is `exited` moments later, so
+/// the list is asked again (bounded) rather than failing.
+async fn list_containers(
+    docker: &Docker,
+    filters: &HashMap<String, Vec<String>>,
+) -> std::result::Result<Vec<bollard::models::ContainerSummary>, bollard::errors::Error> {
+    let mut pause = Duration::from_millis(20);
+    loop {
+        let opts = ListContainersOptions { all: true, filters: Some(filters.clone()), ..Default::default() };
+        match docker.list_containers(Some(opts)).await {
+            Err(e) if e.to_string().contains("unknown variant `stopped`") && pause < Duration::from_secs(2) => {
+                tokio::time::sleep(pause).await;
+                pause *= 2;
+            }
+            r => return r,
+        }
+    }
+}
+
 /// Lists every resource carrying all of `labels` (as `key` or `key=value` filters), or
 /// every resource when `labels` is empty.
 /// Docker's label filter is exact, unlike its name filter, which matches substrings.
@@ -140,11 +160,7 @@ pub(crate) async fn list_labelled(docker: &Docker, labels: &[String]) -> Result<
     let filters =
         if labels.is_empty() { HashMap::new() } else { HashMap::from([("label".to_string(), labels.to_vec())]) };
     let (containers, networks, volumes) = tokio::join!(
-        docker.list_containers(Some(ListContainersOptions {
-            all: true,
-            filters: Some(filters.clone()),
-            ..Default::default()
-        })),
+        list_containers(docker, &filters),
         docker.list_networks(Some(ListNetworksOptions { filters: Some(filters.clone()) })),
         docker.list_volumes(Some(ListVolumesOptions { filters: Some(filters.clone()) })),
     );
@@ -172,5 +188,33 @@ pub(crate) async fn list_labelled(docker: &Docker, labels: &[String]) -> Result<
     for v in volumes.map_err(|e| Error::docker("list volumes", e))?.volumes.unwrap_or_default() {
         out.push(Resource { kind: Kind::Volume, id: v.name.clone(), name: v.name, labels: v.labels });
     }
+    // Podman 4.3 answers a volume list filtered by several labels with the volumes that
+    // carry any one of them (Docker: all of them), which would hand a sweep volumes that
+    // lack the managed label. The daemon's filter only narrows; this check decides.
+    out.retain(|r| carries_all(&r.labels, labels));
     Ok(out)
+}
+
+/// True when `labels` satisfies every `key` or `key=value` filter.
+fn carries_all(labels: &HashMap<String, String>, filters: &[String]) -> bool {
+    filters.iter().all(|f| match f.split_once('=') {
+        Some((k, v)) => labels.get(k).is_some_and(|have| have == v),
+        None => labels.contains_key(f.as_str()),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_resource_must_carry_every_label_filter_not_just_one() {
+        let labels = HashMap::from([("docker-harness.task".to_string(), "x".to_string())]);
+        let managed = ["docker-harness.managed".to_string(), "docker-harness.task=x".to_string()];
+        assert!(!carries_all(&labels, &managed));
+        assert!(carries_all(&labels, &["docker-harness.task=x".to_string()]));
+        assert!(carries_all(&labels, &["docker-harness.task".to_string()]));
+        assert!(!carries_all(&labels, &["docker-harness.task=y".to_string()]));
+        assert!(carries_all(&labels, &[]));
+    }
 }

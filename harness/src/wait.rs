@@ -329,10 +329,19 @@ impl Seen {
 }
 
 async fn look(docker: &Docker, id: &str, name: &str) -> Result<Seen> {
-    let info = docker
-        .inspect_container(id, None::<InspectContainerOptions>)
-        .await
-        .map_err(|e| Error::docker(format!("inspect container {name} while waiting for it"), e))?;
+    // Podman reports a container that has exited but is not yet cleaned up as `stopped`, a
+    // state the Docker API does not have and bollard cannot read; it becomes `exited` within
+    // moments, so the inspect is asked again (bounded) rather than failing the wait.
+    let mut pause = Duration::from_millis(20);
+    let info = loop {
+        match docker.inspect_container(id, None::<InspectContainerOptions>).await {
+            Err(e) if e.to_string().contains("unknown variant `stopped`") && pause < Duration::from_secs(2) => {
+                tokio::time::sleep(pause).await;
+                pause *= 2;
+            }
+            r => break r.map_err(|e| Error::docker(format!("inspect container {name} while waiting for it"), e))?,
+        }
+    };
     let state = info.state.unwrap_or_default();
     let config_check = info.config.as_ref().and_then(|c| c.healthcheck.as_ref()).and_then(|h| h.test.clone());
     let published = info
@@ -345,7 +354,9 @@ async fn look(docker: &Docker, id: &str, name: &str) -> Result<Seen> {
         status: state.status,
         exit_code: state.exit_code,
         health: state.health.as_ref().and_then(|h| h.status),
-        has_healthcheck: config_check.is_some_and(|t| !t.is_empty() && t[0] != "NONE") || state.health.is_some(),
+        // Podman reports an empty health status for a container with no healthcheck at all.
+        has_healthcheck: config_check.is_some_and(|t| !t.is_empty() && t[0] != "NONE")
+            || state.health.as_ref().and_then(|h| h.status).is_some_and(|s| s != HealthStatusEnum::EMPTY),
         ports: info.network_settings.and_then(|n| n.ports),
         published,
     })
@@ -497,26 +508,29 @@ async fn check(docker: &Docker, id: &str, name: &str, wait: &WaitFor, seen: &See
 /// Docker's userland proxy accepts on the host port even while nothing listens in the
 /// container, then closes at once; only a connection that stays open (or speaks) is real.
 async fn tcp_check(host_port: u16) -> Check {
-    let conn = tokio::time::timeout(Duration::from_secs(2), TcpStream::connect(("127.0.0.1", host_port))).await;
+    // The daemon's machine: this one's loopback, or a remote daemon's host.
+    let host = docker::host_address();
+    let at = docker::endpoint(&host, host_port);
+    let conn = tokio::time::timeout(Duration::from_secs(2), TcpStream::connect((host.as_str(), host_port))).await;
     let mut stream = match conn {
         Ok(Ok(s)) => s,
-        Ok(Err(e)) => return Check::NotYet(format!("127.0.0.1:{host_port}: {e}")),
-        Err(_) => return Check::NotYet(format!("127.0.0.1:{host_port}: no answer to connect within 2s")),
+        Ok(Err(e)) => return Check::NotYet(format!("{at}: {e}")),
+        Err(_) => return Check::NotYet(format!("{at}: no answer to connect within 2s")),
     };
     let mut buf = [0u8; 1];
     match tokio::time::timeout(Duration::from_millis(300), stream.read(&mut buf)).await {
         Err(_) | Ok(Ok(1..)) => Check::Ready,
-        Ok(Ok(0)) => {
-            Check::NotYet(format!("127.0.0.1:{host_port} accepted and closed at once (nothing listens behind it yet)"))
-        }
-        Ok(Err(e)) => Check::NotYet(format!("127.0.0.1:{host_port}: {e}")),
+        Ok(Ok(0)) => Check::NotYet(format!("{at} accepted and closed at once (nothing listens behind it yet)")),
+        Ok(Err(e)) => Check::NotYet(format!("{at}: {e}")),
     }
 }
 
 async fn http_check(host_port: u16, path: &str, expected: u16) -> Check {
+    let host = docker::host_address();
+    let at = docker::endpoint(&host, host_port);
     let attempt = async {
-        let mut stream = TcpStream::connect(("127.0.0.1", host_port)).await?;
-        let request = format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1:{host_port}\r\nConnection: close\r\n\r\n");
+        let mut stream = TcpStream::connect((host.as_str(), host_port)).await?;
+        let request = format!("GET {path} HTTP/1.0\r\nHost: {at}\r\nConnection: close\r\n\r\n");
         stream.write_all(request.as_bytes()).await?;
         let mut head = Vec::new();
         let mut buf = [0u8; 256];
@@ -530,8 +544,8 @@ async fn http_check(host_port: u16, path: &str, expected: u16) -> Check {
         Ok::<_, std::io::Error>(String::from_utf8_lossy(&head).lines().next().unwrap_or("").to_string())
     };
     match tokio::time::timeout(Duration::from_secs(5), attempt).await {
-        Err(_) => Check::NotYet(format!("GET {path} on 127.0.0.1:{host_port}: no answer within 5s")),
-        Ok(Err(e)) => Check::NotYet(format!("GET {path} on 127.0.0.1:{host_port}: {e}")),
+        Err(_) => Check::NotYet(format!("GET {path} on {at}: no answer within 5s")),
+        Ok(Err(e)) => Check::NotYet(format!("GET {path} on {at}: {e}")),
         Ok(Ok(status_line)) => match parse_status(&status_line) {
             Some(s) if s == expected => Check::Ready,
             Some(s) => Check::NotYet(format!("GET {path} answered {s}")),

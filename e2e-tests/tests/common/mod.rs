@@ -36,6 +36,15 @@ fn exists(r: Result<(), bollard::errors::Error>) -> bool {
     match r {
         Ok(()) => true,
         Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => false,
+        // Podman answers 500 for a container caught mid-removal; it is as good as gone.
+        Err(bollard::errors::Error::DockerResponseServerError { status_code: 500, message })
+            if message.contains("no such container") =>
+        {
+            false
+        }
+        // Podman's `stopped` (exited, not yet cleaned up) is a state bollard cannot read;
+        // the container is there all the same.
+        Err(e) if e.to_string().contains("unknown variant `stopped`") => true,
         Err(e) => panic!("inspect failed with something other than 404: {e}"),
     }
 }
@@ -240,4 +249,19 @@ pub fn signal(child: &std::process::Child, sig: &str) {
 
 pub fn unique(tag: &str) -> String {
     format!("{tag}-{}", uuid::Uuid::new_v4().simple())
+}
+
+/// True when the daemon is Podman's Docker-compatible API.
+pub async fn on_podman() -> bool {
+    docker_harness::engine().await.expect("the daemon must answer for e2e tests") == docker_harness::Engine::Podman
+}
+
+/// For a test whose claim Podman cannot meet (see the README's "Podman" section): prints
+/// why on stderr and returns true on Podman, so the test returns early; false elsewhere.
+pub async fn skip_on_podman(why: &str) -> bool {
+    let skip = on_podman().await;
+    if skip {
+        eprintln!("skipped on Podman: {why}");
+    }
+    skip
 }

@@ -17,11 +17,13 @@ pub fn slow_web(logical: &str, delay_secs: u32, index: &str) -> ContainerSpec {
     ])
 }
 
-/// A plain HTTP/1.0 GET to the host's loopback: status code and body.
+/// A plain HTTP/1.0 GET to the daemon's machine (the host's loopback unless `DOCKER_HOST`
+/// is another machine): status code and body.
 pub async fn get(host_port: u16, path: &str) -> anyhow::Result<(u16, String)> {
+    let host = docker_harness::host_address();
     let work = async {
-        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", host_port)).await?;
-        s.write_all(format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").as_bytes()).await?;
+        let mut s = tokio::net::TcpStream::connect((host.as_str(), host_port)).await?;
+        s.write_all(format!("GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n").as_bytes()).await?;
         let mut raw = Vec::new();
         s.read_to_end(&mut raw).await?;
         let text = String::from_utf8_lossy(&raw).to_string();

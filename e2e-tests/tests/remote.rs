@@ -1,0 +1,126 @@
+//! A daemon shared with other machines (a remote `DOCKER_HOST`, a CI daemon several hosts
+//! use): this host cannot tell whether another host's process is alive, so that host's
+//! resources are swept only once their expiry has passed, and never before, whatever
+//! this host's process table says about the PID in their owner label.
+//!
+//! The resources are made with raw bollard, labelled as another host would label them.
+//! They carry a session ID of their own, not this run's, and names without the `dh-`
+//! prefix or a task ID, so this run's ledger never counts them as its own. Like the
+//! sweep tests they hold orphans (or near-orphans) on purpose, so they take the same file
+//! lock: another test's sweep running meanwhile would remove them early.
+
+mod common;
+
+use std::collections::HashMap;
+
+use bollard::models::{ContainerCreateBody, NetworkCreateRequest, VolumeCreateRequest};
+use bollard::query_parameters::{CreateContainerOptions, RemoveContainerOptions, RemoveVolumeOptions};
+use bollard::Docker;
+use docker_harness::labels::{EXPIRES, MANAGED, OWNER, SESSION};
+use docker_harness::sweep;
+
+use common::raw;
+
+/// The owner label of a process on a machine that is not this one.
+const OTHER_HOST_OWNER: &str = "other-host.example/1/1";
+
+/// A container, a network and a volume of another host, all under one name.
+#[derive(Debug)]
+struct Foreign {
+    name: String,
+    container: String,
+    network: String,
+}
+
+impl Foreign {
+    /// Creates them, expiring at `expires` (unix seconds).
+    async fn create(docker: &Docker, expires: u64) -> anyhow::Result<Foreign> {
+        let name = format!("remote-bait-{}", uuid::Uuid::new_v4().simple());
+        let labels = HashMap::from([
+            (MANAGED.to_string(), "true".to_string()),
+            (SESSION.to_string(), format!("remote-other-{}", uuid::Uuid::new_v4().simple())),
+            (OWNER.to_string(), OTHER_HOST_OWNER.to_string()),
+            (EXPIRES.to_string(), expires.to_string()),
+        ]);
+        let image = docker_harness::session_image().await?.reference;
+        let container = docker
+            .create_container(
+                Some(CreateContainerOptions { name: Some(name.clone()), ..Default::default() }),
+                ContainerCreateBody {
+                    image: Some(image),
+                    cmd: Some(vec!["true".into()]),
+                    labels: Some(labels.clone()),
+                    ..Default::default()
+                },
+            )
+            .await?
+            .id;
+        let network = docker
+            .create_network(NetworkCreateRequest {
+                name: name.clone(),
+                labels: Some(labels.clone()),
+                ..Default::default()
+            })
+            .await?
+            .id;
+        docker
+            .create_volume(VolumeCreateRequest { name: Some(name.clone()), labels: Some(labels), ..Default::default() })
+            .await?;
+        Ok(Foreign { name, container, network })
+    }
+
+    /// Which of the three still exist: (container, network, volume).
+    async fn present(&self, docker: &Docker) -> (bool, bool, bool) {
+        (
+            common::container_exists(docker, &self.container).await,
+            common::network_exists(docker, &self.network).await,
+            common::volume_exists(docker, &self.name).await,
+        )
+    }
+
+    /// Removes whatever of them is left; a missing one is fine.
+    async fn remove(&self, docker: &Docker) {
+        let _ = docker
+            .remove_container(&self.container, Some(RemoveContainerOptions { force: true, ..Default::default() }))
+            .await;
+        let _ = docker.remove_network(&self.network).await;
+        let _ = docker.remove_volume(&self.name, None::<RemoveVolumeOptions>).await;
+    }
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock after 1970").as_secs()
+}
+
+#[tokio::test]
+#[serial_test::file_serial(orphans)]
+async fn another_hosts_resources_survive_a_sweep_until_they_expire() -> anyhow::Result<()> {
+    let docker = raw().await;
+    // An hour ahead: far past the end of this test, whatever the machine's load.
+    let foreign = Foreign::create(&docker, unix_now() + 3600).await?;
+    let swept = sweep::reap().await;
+    let present = foreign.present(&docker).await;
+    // Removed here rather than left for a later sweep: unexpired, no sweep would take them.
+    foreign.remove(&docker).await;
+    let report = swept?;
+    assert_eq!(present, (true, true, true), "a sweep removed another host's unexpired {}", foreign.name);
+    assert!(report.owned >= 3, "{}", report.summary());
+    assert!(!report.removed.iter().any(|r| r.name == foreign.name), "{}", report.summary());
+    assert_eq!(foreign.present(&docker).await, (false, false, false), "{foreign:?} could not be removed");
+    Ok(())
+}
+
+#[tokio::test]
+#[serial_test::file_serial(orphans)]
+async fn another_hosts_resources_are_swept_once_expired() -> anyhow::Result<()> {
+    let docker = raw().await;
+    let foreign = Foreign::create(&docker, unix_now() - 60).await?;
+    let swept = sweep::reap().await;
+    let present = foreign.present(&docker).await;
+    foreign.remove(&docker).await;
+    swept?;
+    // Only absence is asserted, not this sweep's report: another session's pre-test check
+    // on the same daemon (a parallel CI shard) may legitimately sweep them first.
+    assert_eq!(present, (false, false, false), "a sweep spared another host's expired {}", foreign.name);
+    Ok(())
+}
