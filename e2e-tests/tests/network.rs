@@ -33,7 +33,11 @@ async fn resolves(from: &ContainerGuard, name: &str) -> anyhow::Result<bool> {
 
 #[tokio::test]
 async fn two_tests_networks_reach_their_own_peers_and_never_each_other() -> anyhow::Result<()> {
-    if common::skip_on_podman("Podman 4.3 (netavark 1.4) routes between bridge networks; it has no per-network isolation").await {
+    if common::skip_on_podman(
+        "Podman 4.3 (netavark 1.4) routes between bridge networks; it has no per-network isolation",
+    )
+    .await
+    {
         return Ok(());
     }
     // Two tests' worlds at once, built alike under the same logical names.

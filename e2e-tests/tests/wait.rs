@@ -49,7 +49,8 @@ async fn a_log_wait_can_ask_for_the_third_line_on_stderr(ctx: TestContext) -> an
 async fn a_healthcheck_wait_returns_once_docker_reports_healthy(ctx: TestContext) -> anyhow::Result<()> {
     // Podman runs healthchecks from systemd timers; without systemd none ever runs.
     if !std::path::Path::new("/run/systemd/system").exists()
-        && common::skip_on_podman("Podman schedules healthchecks through systemd, which this machine does not run").await
+        && common::skip_on_podman("Podman schedules healthchecks through systemd, which this machine does not run")
+            .await
     {
         return Ok(());
     }

@@ -16,7 +16,7 @@ pub enum Error {
     /// The Docker daemon did not answer.
     #[error(
         "cannot reach the Docker daemon at {host} ({reason}).\n  \
-         tried: connecting and negotiating the API version, for at most 5 s.\n  \
+         tried: a ping (answered within 5 s by a running daemon), then negotiating the API version.\n  \
          help: start the daemon (`sudo systemctl start docker`), point DOCKER_HOST at a running one \
          (e.g. unix:///var/run/docker.sock or tcp://127.0.0.1:2375), and check that this user may \
          open the socket (`docker info` must work)"
@@ -289,9 +289,7 @@ impl Error {
 /// The status code, with Podman's 500s read as what Docker answers for the same thing.
 pub(crate) fn status_of(e: &bollard::errors::Error) -> Option<u16> {
     match e {
-        bollard::errors::Error::DockerResponseServerError { status_code: 500, message } => {
-            Some(podman_status(message))
-        }
+        bollard::errors::Error::DockerResponseServerError { status_code: 500, message } => Some(podman_status(message)),
         bollard::errors::Error::DockerResponseServerError { status_code, .. } => Some(*status_code),
         _ => None,
     }
@@ -302,7 +300,8 @@ pub(crate) fn status_of(e: &bollard::errors::Error) -> Option<u16> {
 /// messages say which; any other 500 stays a 500.
 fn podman_status(message: &str) -> u16 {
     let m = message.to_ascii_lowercase();
-    if m.contains("no such container") || m.contains("no such volume") || m.contains("no such network") {
+    // Not "no such network": "no such network interface" is another failure altogether.
+    if m.contains("no such container") || m.contains("no such volume") {
         404
     } else if ["already in use", "already exists", "is being used", "in use by"].iter().any(|n| m.contains(n)) {
         409
@@ -330,7 +329,10 @@ mod tests {
                      use by ffe3. You have to remove that container to be able to reuse that name: that name \
                      is already in use";
         assert_eq!(status_of(&server(500, taken)), Some(409));
-        assert_eq!(status_of(&server(500, "\"n\" has associated containers with it: network is being used")), Some(409));
+        assert_eq!(
+            status_of(&server(500, "\"n\" has associated containers with it: network is being used")),
+            Some(409)
+        );
         assert_eq!(status_of(&server(500, "network name n already used: network already exists")), Some(409));
         assert_eq!(status_of(&server(500, "container abc does not exist in database: no such container")), Some(404));
         assert!(Error::docker("create container x", server(500, taken)).is_conflict());

@@ -110,8 +110,9 @@ async fn record(docker: Docker, seen: Arc<Mutex<Vec<Seen>>>, podman: bool) {
         };
         let created = ev.action.as_deref() == Some("create");
         let actor = ev.actor.unwrap_or_default();
-        let id = actor.id.unwrap_or_default();
         let attrs = actor.attributes.unwrap_or_default();
+        // Podman's volume events carry the name but an empty ID; a volume's ID is its name.
+        let id = actor.id.filter(|i| !i.is_empty()).or_else(|| attrs.get("name").cloned()).unwrap_or_default();
         let name = attrs.get("name").cloned().unwrap_or_else(|| id.clone());
         let index = {
             let mut s = seen.lock().unwrap();
@@ -203,7 +204,10 @@ fn check(state_dir: &Path, seen: &[Seen], podman: bool) -> anyhow::Result<bool> 
     for kind in ["container", "network", "volume"] {
         let r = &rows[kind];
         if podman && kind == "network" {
-            println!("{kind:<10} {:>9} {:>8} {:>10} {:>5}  not witnessed (Podman sends no network events)", r.expected, "-", "-", "-");
+            println!(
+                "{kind:<10} {:>9} {:>8} {:>10} {:>5}  not witnessed (Podman sends no network events)",
+                r.expected, "-", "-", "-"
+            );
             continue;
         }
         let left = r.created - r.destroyed;
