@@ -13,79 +13,26 @@ mod common;
 
 use std::collections::HashMap;
 
-use bollard::models::{ContainerCreateBody, NetworkCreateRequest, VolumeCreateRequest};
-use bollard::query_parameters::{CreateContainerOptions, RemoveContainerOptions, RemoveVolumeOptions};
 use bollard::Docker;
 use docker_harness::labels::{EXPIRES, MANAGED, OWNER, SESSION};
 use docker_harness::sweep;
 
-use common::raw;
+use common::{raw, RawTrio};
 
 /// The owner label of a process on a machine that is not this one.
 const OTHER_HOST_OWNER: &str = "other-host.example/1/1";
 
-/// A container, a network and a volume of another host, all under one name.
-#[derive(Debug)]
-struct Foreign {
-    name: String,
-    container: String,
-    network: String,
-}
-
-impl Foreign {
-    /// Creates them, expiring at `expires` (unix seconds).
-    async fn create(docker: &Docker, expires: u64) -> anyhow::Result<Foreign> {
-        let name = format!("remote-bait-{}", uuid::Uuid::new_v4().simple());
-        let labels = HashMap::from([
-            (MANAGED.to_string(), "true".to_string()),
-            (SESSION.to_string(), format!("remote-other-{}", uuid::Uuid::new_v4().simple())),
-            (OWNER.to_string(), OTHER_HOST_OWNER.to_string()),
-            (EXPIRES.to_string(), expires.to_string()),
-        ]);
-        let image = docker_harness::session_image().await?.reference;
-        let container = docker
-            .create_container(
-                Some(CreateContainerOptions { name: Some(name.clone()), ..Default::default() }),
-                ContainerCreateBody {
-                    image: Some(image),
-                    cmd: Some(vec!["true".into()]),
-                    labels: Some(labels.clone()),
-                    ..Default::default()
-                },
-            )
-            .await?
-            .id;
-        let network = docker
-            .create_network(NetworkCreateRequest {
-                name: name.clone(),
-                labels: Some(labels.clone()),
-                ..Default::default()
-            })
-            .await?
-            .id;
-        docker
-            .create_volume(VolumeCreateRequest { name: Some(name.clone()), labels: Some(labels), ..Default::default() })
-            .await?;
-        Ok(Foreign { name, container, network })
-    }
-
-    /// Which of the three still exist: (container, network, volume).
-    async fn present(&self, docker: &Docker) -> (bool, bool, bool) {
-        (
-            common::container_exists(docker, &self.container).await,
-            common::network_exists(docker, &self.network).await,
-            common::volume_exists(docker, &self.name).await,
-        )
-    }
-
-    /// Removes whatever of them is left; a missing one is fine.
-    async fn remove(&self, docker: &Docker) {
-        let _ = docker
-            .remove_container(&self.container, Some(RemoveContainerOptions { force: true, ..Default::default() }))
-            .await;
-        let _ = docker.remove_network(&self.network).await;
-        let _ = docker.remove_volume(&self.name, None::<RemoveVolumeOptions>).await;
-    }
+/// A container, a network and a volume of another host, all under one name, expiring at
+/// `expires` (unix seconds).
+async fn foreign(docker: &Docker, expires: u64) -> anyhow::Result<RawTrio> {
+    let name = format!("remote-bait-{}", uuid::Uuid::new_v4().simple());
+    let labels = HashMap::from([
+        (MANAGED.to_string(), "true".to_string()),
+        (SESSION.to_string(), format!("remote-other-{}", uuid::Uuid::new_v4().simple())),
+        (OWNER.to_string(), OTHER_HOST_OWNER.to_string()),
+        (EXPIRES.to_string(), expires.to_string()),
+    ]);
+    RawTrio::create(docker, &name, labels).await
 }
 
 fn unix_now() -> u64 {
@@ -97,7 +44,7 @@ fn unix_now() -> u64 {
 async fn another_hosts_resources_survive_a_sweep_until_they_expire() -> anyhow::Result<()> {
     let docker = raw().await;
     // An hour ahead: far past the end of this test, whatever the machine's load.
-    let foreign = Foreign::create(&docker, unix_now() + 3600).await?;
+    let foreign = foreign(&docker, unix_now() + 3600).await?;
     let swept = sweep::reap().await;
     let present = foreign.present(&docker).await;
     // Removed here rather than left for a later sweep: unexpired, no sweep would take them.
@@ -114,7 +61,7 @@ async fn another_hosts_resources_survive_a_sweep_until_they_expire() -> anyhow::
 #[serial_test::file_serial(orphans)]
 async fn another_hosts_resources_are_swept_once_expired() -> anyhow::Result<()> {
     let docker = raw().await;
-    let foreign = Foreign::create(&docker, unix_now() - 60).await?;
+    let foreign = foreign(&docker, unix_now() - 60).await?;
     let swept = sweep::reap().await;
     let present = foreign.present(&docker).await;
     foreign.remove(&docker).await;

@@ -9,11 +9,9 @@ mod common;
 
 use std::collections::HashMap;
 
-use bollard::models::{ContainerCreateBody, NetworkCreateRequest, VolumeCreateRequest};
-use bollard::query_parameters::{CreateContainerOptions, RemoveContainerOptions};
 use docker_harness::{sweep, Counts, TestContext};
 
-use common::{raw, spawn_holder, Held};
+use common::{raw, spawn_holder, Held, RawTrio};
 
 #[test]
 #[ignore = "run as a child"]
@@ -150,28 +148,7 @@ async fn nothing_without_the_managed_label_is_ever_touched() -> anyhow::Result<(
         ("docker-harness.owner".to_string(), format!("{}/999999/1", docker_harness::labels::hostname())),
         ("docker-harness.expires".to_string(), "1".to_string()),
     ]);
-    let image = docker_harness::session_image().await?.reference;
-    let c = docker
-        .create_container(
-            Some(CreateContainerOptions { name: Some(name.clone()), ..Default::default() }),
-            ContainerCreateBody {
-                image: Some(image),
-                cmd: Some(vec!["true".into()]),
-                labels: Some(labels.clone()),
-                ..Default::default()
-            },
-        )
-        .await?;
-    let n = docker
-        .create_network(NetworkCreateRequest { name: name.clone(), labels: Some(labels.clone()), ..Default::default() })
-        .await?;
-    docker
-        .create_volume(VolumeCreateRequest {
-            name: Some(name.clone()),
-            labels: Some(labels.clone()),
-            ..Default::default()
-        })
-        .await?;
+    let bait = RawTrio::create(&docker, &name, labels).await?;
 
     sweep::reap().await?;
     sweep::clean(vec![format!("docker-harness.task={task}")]).await?;
@@ -179,14 +156,8 @@ async fn nothing_without_the_managed_label_is_ever_touched() -> anyhow::Result<(
     ctx.set_budget(Counts::new(0, 1, 0));
     ctx.network("n").await?;
 
-    let survived = (
-        common::container_exists(&docker, &c.id).await,
-        common::network_exists(&docker, &n.id).await,
-        common::volume_exists(&docker, &name).await,
-    );
-    docker.remove_container(&c.id, Some(RemoveContainerOptions { force: true, ..Default::default() })).await?;
-    docker.remove_network(&n.id).await?;
-    docker.remove_volume(&name, None::<bollard::query_parameters::RemoveVolumeOptions>).await?;
+    let survived = bait.present(&docker).await;
+    bait.remove(&docker).await;
     assert_eq!(survived, (true, true, true), "an unmanaged resource was removed");
     Ok(())
 }

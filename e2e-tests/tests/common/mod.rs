@@ -265,3 +265,58 @@ pub async fn skip_on_podman(why: &str) -> bool {
     }
     skip
 }
+
+/// A container (never started), a network and a volume made with raw bollard, outside the
+/// harness, all under one name and with the given labels: bait and stand-ins for what
+/// other tools or other hosts leave on a daemon.
+#[derive(Debug)]
+pub struct RawTrio {
+    pub name: String,
+    pub container: String,
+    pub network: String,
+}
+
+impl RawTrio {
+    pub async fn create(d: &Docker, name: &str, labels: HashMap<String, String>) -> anyhow::Result<RawTrio> {
+        use bollard::models::{ContainerCreateBody, NetworkCreateRequest, VolumeCreateRequest};
+        use bollard::query_parameters::CreateContainerOptions;
+        let image = docker_harness::session_image().await?.reference;
+        let opts = CreateContainerOptions { name: Some(name.to_string()), ..Default::default() };
+        let body = ContainerCreateBody {
+            image: Some(image),
+            cmd: Some(vec!["true".into()]),
+            labels: Some(labels.clone()),
+            ..Default::default()
+        };
+        let container = d.create_container(Some(opts), body).await?.id;
+        let network = d
+            .create_network(NetworkCreateRequest {
+                name: name.to_string(),
+                labels: Some(labels.clone()),
+                ..Default::default()
+            })
+            .await?
+            .id;
+        let volume = VolumeCreateRequest { name: Some(name.to_string()), labels: Some(labels), ..Default::default() };
+        d.create_volume(volume).await?;
+        Ok(RawTrio { name: name.to_string(), container, network })
+    }
+
+    /// Which of the three still exist: (container, network, volume).
+    pub async fn present(&self, d: &Docker) -> (bool, bool, bool) {
+        (
+            container_exists(d, &self.container).await,
+            network_exists(d, &self.network).await,
+            volume_exists(d, &self.name).await,
+        )
+    }
+
+    /// Removes whatever of them is left; a missing one is fine.
+    pub async fn remove(&self, d: &Docker) {
+        use bollard::query_parameters::{RemoveContainerOptions, RemoveVolumeOptions};
+        let force = RemoveContainerOptions { force: true, ..Default::default() };
+        let _ = d.remove_container(&self.container, Some(force)).await;
+        let _ = d.remove_network(&self.network).await;
+        let _ = d.remove_volume(&self.name, None::<RemoveVolumeOptions>).await;
+    }
+}
