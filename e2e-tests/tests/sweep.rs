@@ -114,26 +114,37 @@ async fn the_fail_policy_lists_the_orphans_and_stops_the_session() -> anyhow::Re
 #[tokio::test]
 #[serial_test::file_serial(orphans)]
 async fn kept_resources_survive_sweeps_until_cleaned_explicitly() -> anyhow::Result<()> {
-    let mut cmd = common::child(
-        "child_holds_resources",
-        &[("DH_TEST_NAME", &common::unique("kept")), ("DOCKER_HARNESS_KEEP", "always"), ("DH_RETURN", "1")],
-    );
-    let (child, held) = spawn_holder(&mut cmd);
-    let out = child.wait_with_output()?;
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
-    assert!(stderr.contains("keeping for debugging"), "{stderr}");
-    assert!(stderr.contains(&format!("clean --task {}", held.task)), "{stderr}");
-    let docker = raw().await;
-    assert_eq!(held.count_present(&docker).await, held.total(), "keep=always removed something");
-    let report = sweep::reap().await?;
-    assert_eq!(held.count_present(&docker).await, held.total(), "the sweep removed kept resources");
-    assert!(report.kept >= held.total());
-    let (removed, failed) = sweep::clean(vec![format!("docker-harness.task={}", held.task)]).await?;
-    assert!(failed.is_empty(), "{failed:?}");
-    assert_eq!(removed.len(), held.total());
-    assert_eq!(held.count_present(&docker).await, 0);
-    Ok(())
+    use futures_util::FutureExt;
+    let name = common::unique("kept");
+    let body = async {
+        let mut cmd = common::child(
+            "child_holds_resources",
+            &[("DH_TEST_NAME", &name), ("DOCKER_HARNESS_KEEP", "always"), ("DH_RETURN", "1")],
+        );
+        let (child, held) = spawn_holder(&mut cmd);
+        let out = child.wait_with_output()?;
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{stderr}");
+        assert!(stderr.contains("keeping for debugging"), "{stderr}");
+        assert!(stderr.contains(&format!("clean --task {}", held.task)), "{stderr}");
+        let docker = raw().await;
+        assert_eq!(held.count_present(&docker).await, held.total(), "keep=always removed something");
+        let report = sweep::reap().await?;
+        assert_eq!(held.count_present(&docker).await, held.total(), "the sweep removed kept resources");
+        assert!(report.kept >= held.total());
+        let (removed, failed) = sweep::clean(vec![format!("docker-harness.task={}", held.task)]).await?;
+        assert!(failed.is_empty(), "{failed:?}");
+        assert_eq!(removed.len(), held.total());
+        assert_eq!(held.count_present(&docker).await, 0);
+        anyhow::Ok(())
+    };
+    let outcome = std::panic::AssertUnwindSafe(body).catch_unwind().await;
+    // Kept resources outlive every sweep for a day: a failure above must not leave them.
+    sweep::clean(vec![format!("docker-harness.test={name}")]).await?;
+    match outcome {
+        Ok(result) => result,
+        Err(panic) => std::panic::resume_unwind(panic),
+    }
 }
 
 #[tokio::test]
