@@ -10,9 +10,8 @@ use anyhow::{bail, Context, Result};
 use bollard::exec::{StartExecOptions, StartExecResults};
 use bollard::models::{ContainerCreateBody, ExecConfig, NetworkCreateRequest, VolumeCreateRequest};
 use bollard::query_parameters::{
-    CreateContainerOptions, InspectContainerOptions, InspectNetworkOptions, ListContainersOptions,
-    ListNetworksOptions, ListVolumesOptions, RemoveContainerOptions, RemoveVolumeOptions,
-    StartContainerOptions, StopContainerOptions,
+    CreateContainerOptions, InspectContainerOptions, InspectNetworkOptions, ListContainersOptions, ListNetworksOptions,
+    ListVolumesOptions, RemoveContainerOptions, RemoveVolumeOptions, StartContainerOptions, StopContainerOptions,
 };
 use bollard::Docker;
 use docker_harness::labels;
@@ -32,10 +31,7 @@ pub(crate) enum Kind {
 /// A client of its own (not the harness's), negotiated down as the harness does.
 pub(crate) async fn connect() -> Result<Docker> {
     let docker = Docker::connect_with_defaults().context("connect to the Docker daemon")?;
-    docker
-        .negotiate_version()
-        .await
-        .context("negotiate the Docker API version")
+    docker.negotiate_version().await.context("negotiate the Docker API version")
 }
 
 pub(crate) fn is_404(e: &bollard::errors::Error) -> bool {
@@ -59,42 +55,27 @@ pub(crate) struct Raw {
 
 impl Raw {
     pub(crate) fn new(docker: Docker, image: String, run_id: String, session: String) -> Raw {
-        Raw {
-            docker,
-            image,
-            run_id,
-            session,
-        }
+        Raw { docker, image, run_id, session }
     }
 
     /// The harness's full label set with this run's values. Without an owner label of a
     /// live process, another session's pre-test check on this shared daemon would take these
     /// for orphans and remove them mid-measurement.
     fn labels(&self, test: &str) -> HashMap<String, String> {
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
         HashMap::from([
             (labels::MANAGED.to_string(), "true".to_string()),
             (labels::SESSION.to_string(), self.session.clone()),
             (labels::TEST.to_string(), test.to_string()),
             (labels::TASK.to_string(), uuid::Uuid::new_v4().to_string()),
-            (
-                labels::OWNER.to_string(),
-                labels::Owner::current().to_string(),
-            ),
+            (labels::OWNER.to_string(), labels::Owner::current().to_string()),
             (labels::EXPIRES.to_string(), (now + 3600).to_string()),
             (RUN_LABEL.to_string(), self.run_id.clone()),
         ])
     }
 
     fn name(&self, what: &str) -> String {
-        format!(
-            "dhb-raw-{}-{what}-{}",
-            self.run_id,
-            &uuid::Uuid::new_v4().simple().to_string()[..8]
-        )
+        format!("dhb-raw-{}-{what}-{}", self.run_id, &uuid::Uuid::new_v4().simple().to_string()[..8])
     }
 
     /// Creates and starts a `sleep 3600` container; returns its ID.
@@ -107,21 +88,9 @@ impl Raw {
             host_config: Some(Default::default()),
             ..Default::default()
         };
-        let opts = CreateContainerOptions {
-            name: Some(name.clone()),
-            platform: String::new(),
-        };
-        let id = self
-            .docker
-            .create_container(Some(opts), body)
-            .await
-            .with_context(|| format!("create {name}"))?
-            .id;
-        if let Err(e) = self
-            .docker
-            .start_container(&id, None::<StartContainerOptions>)
-            .await
-        {
+        let opts = CreateContainerOptions { name: Some(name.clone()), platform: String::new() };
+        let id = self.docker.create_container(Some(opts), body).await.with_context(|| format!("create {name}"))?.id;
+        if let Err(e) = self.docker.start_container(&id, None::<StartContainerOptions>).await {
             let _ = self.remove_confirmed(Kind::Container, &id).await;
             return Err(e).with_context(|| format!("start {name}"));
         }
@@ -136,21 +105,10 @@ impl Raw {
             cmd: Some(vec!["true".into()]),
             ..Default::default()
         };
-        let created = self
-            .docker
-            .create_exec(id, config)
-            .await
-            .context("create exec")?;
-        let opts = StartExecOptions {
-            detach: false,
-            tty: false,
-            output_capacity: None,
-        };
-        if let StartExecResults::Attached { mut output, .. } = self
-            .docker
-            .start_exec(&created.id, Some(opts))
-            .await
-            .context("start exec")?
+        let created = self.docker.create_exec(id, config).await.context("create exec")?;
+        let opts = StartExecOptions { detach: false, tty: false, output_capacity: None };
+        if let StartExecResults::Attached { mut output, .. } =
+            self.docker.start_exec(&created.id, Some(opts)).await.context("start exec")?
         {
             while let Some(chunk) = output.next().await {
                 chunk.context("read exec output")?;
@@ -158,11 +116,7 @@ impl Raw {
         }
         for pause in [0u64, 5, 10, 20, 50, 100, 200, 400] {
             tokio::time::sleep(Duration::from_millis(pause)).await;
-            let info = self
-                .docker
-                .inspect_exec(&created.id)
-                .await
-                .context("inspect exec")?;
+            let info = self.docker.inspect_exec(&created.id).await.context("inspect exec")?;
             if info.running != Some(true) {
                 return Ok(info.exit_code.unwrap_or(-1));
             }
@@ -178,27 +132,16 @@ impl Raw {
         loop {
             let attempt = match kind {
                 Kind::Container => {
-                    let opts = RemoveContainerOptions {
-                        force: true,
-                        v: true,
-                        link: false,
-                    };
+                    let opts = RemoveContainerOptions { force: true, v: true, link: false };
                     self.docker.remove_container(id, Some(opts)).await
                 }
                 Kind::Network => self.docker.remove_network(id).await,
-                Kind::Volume => {
-                    self.docker
-                        .remove_volume(id, Some(RemoveVolumeOptions { force: false }))
-                        .await
-                }
+                Kind::Volume => self.docker.remove_volume(id, Some(RemoveVolumeOptions { force: false })).await,
             };
             match attempt {
                 Ok(()) => {}
                 Err(e) if is_404(&e) => {}
-                Err(e)
-                    if matches!(status_of(&e), Some(409 | 403 | 500))
-                        && started.elapsed() < settle =>
-                {
+                Err(e) if matches!(status_of(&e), Some(409 | 403 | 500)) && started.elapsed() < settle => {
                     tokio::time::sleep(pause).await;
                     pause = (pause * 2).min(Duration::from_millis(500));
                     continue;
@@ -206,16 +149,8 @@ impl Raw {
                 Err(e) => return Err(e).with_context(|| format!("remove {kind:?} {id}")),
             }
             let seen = match kind {
-                Kind::Container => self
-                    .docker
-                    .inspect_container(id, None::<InspectContainerOptions>)
-                    .await
-                    .map(drop),
-                Kind::Network => self
-                    .docker
-                    .inspect_network(id, None::<InspectNetworkOptions>)
-                    .await
-                    .map(drop),
+                Kind::Container => self.docker.inspect_container(id, None::<InspectContainerOptions>).await.map(drop),
+                Kind::Network => self.docker.inspect_network(id, None::<InspectNetworkOptions>).await.map(drop),
                 Kind::Volume => self.docker.inspect_volume(id).await.map(drop),
             };
             match seen {
@@ -251,10 +186,7 @@ impl Raw {
     /// The docker-CLI way to tear a container down: stop with the daemon's default timeout,
     /// then remove and wait for the 404.
     pub(crate) async fn stop_then_remove(&self, id: &str) -> Result<()> {
-        self.docker
-            .stop_container(id, None::<StopContainerOptions>)
-            .await
-            .context("stop container")?;
+        self.docker.stop_container(id, None::<StopContainerOptions>).await.context("stop container")?;
         self.remove_confirmed(Kind::Container, id).await
     }
 
@@ -267,12 +199,7 @@ impl Raw {
             labels: Some(self.labels("bench-raw-network")),
             ..Default::default()
         };
-        let id = self
-            .docker
-            .create_network(req)
-            .await
-            .context("create network")?
-            .id;
+        let id = self.docker.create_network(req).await.context("create network")?.id;
         self.remove_confirmed(Kind::Network, &id).await?;
         Ok(t.elapsed())
     }
@@ -285,12 +212,7 @@ impl Raw {
             labels: Some(self.labels("bench-raw-volume")),
             ..Default::default()
         };
-        let name = self
-            .docker
-            .create_volume(req)
-            .await
-            .context("create volume")?
-            .name;
+        let name = self.docker.create_volume(req).await.context("create volume")?.name;
         self.remove_confirmed(Kind::Volume, &name).await?;
         Ok(t.elapsed())
     }
@@ -300,10 +222,7 @@ impl Raw {
     pub(crate) async fn context_check_lists(&self, test: &str) -> Result<()> {
         let filters = HashMap::from([(
             "label".to_string(),
-            vec![
-                format!("{}=true", labels::MANAGED),
-                format!("{}={test}", labels::TEST),
-            ],
+            vec![format!("{}=true", labels::MANAGED), format!("{}={test}", labels::TEST)],
         )]);
         let (c, n, v) = tokio::join!(
             self.docker.list_containers(Some(ListContainersOptions {
@@ -311,12 +230,8 @@ impl Raw {
                 filters: Some(filters.clone()),
                 ..Default::default()
             })),
-            self.docker.list_networks(Some(ListNetworksOptions {
-                filters: Some(filters.clone())
-            })),
-            self.docker.list_volumes(Some(ListVolumesOptions {
-                filters: Some(filters.clone())
-            })),
+            self.docker.list_networks(Some(ListNetworksOptions { filters: Some(filters.clone()) })),
+            self.docker.list_volumes(Some(ListVolumesOptions { filters: Some(filters.clone()) })),
         );
         c.context("list containers")?;
         n.context("list networks")?;
@@ -341,34 +256,11 @@ impl Raw {
                 ..Default::default()
             }))
             .await?;
-        out.extend(
-            cs.into_iter()
-                .filter_map(|c| c.id)
-                .map(|id| (Kind::Container, id)),
-        );
-        let ns = self
-            .docker
-            .list_networks(Some(ListNetworksOptions {
-                filters: Some(filters.clone()),
-            }))
-            .await?;
-        out.extend(
-            ns.into_iter()
-                .filter_map(|n| n.id)
-                .map(|id| (Kind::Network, id)),
-        );
-        let vs = self
-            .docker
-            .list_volumes(Some(ListVolumesOptions {
-                filters: Some(filters),
-            }))
-            .await?;
-        out.extend(
-            vs.volumes
-                .unwrap_or_default()
-                .into_iter()
-                .map(|v| (Kind::Volume, v.name)),
-        );
+        out.extend(cs.into_iter().filter_map(|c| c.id).map(|id| (Kind::Container, id)));
+        let ns = self.docker.list_networks(Some(ListNetworksOptions { filters: Some(filters.clone()) })).await?;
+        out.extend(ns.into_iter().filter_map(|n| n.id).map(|id| (Kind::Network, id)));
+        let vs = self.docker.list_volumes(Some(ListVolumesOptions { filters: Some(filters) })).await?;
+        out.extend(vs.volumes.unwrap_or_default().into_iter().map(|v| (Kind::Volume, v.name)));
         Ok(out)
     }
 }

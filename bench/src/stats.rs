@@ -1,5 +1,7 @@
 //! Medians, nearest-rank percentiles, and the report: a table for people and one JSON
 //! document in which every figure says what it measured, its unit and its sample count.
+//! The row helpers at the end are shared by the phases so that their tables keep one set of
+//! columns.
 
 use std::time::Duration;
 
@@ -118,12 +120,7 @@ impl Report {
                 let met = value.is_finite() && op.holds(value, t);
                 f["target"] = json!({ "op": op.symbol(), "value": t });
                 f["target_met"] = json!(met);
-                format!(
-                    "target {} {}: {}",
-                    op.symbol(),
-                    trim(t),
-                    if met { "met" } else { "NOT met" }
-                )
+                format!("target {} {}: {}", op.symbol(), trim(t), if met { "met" } else { "NOT met" })
             }
             None => String::new(),
         };
@@ -158,4 +155,38 @@ fn finite(v: f64) -> Value {
 fn trim(v: f64) -> String {
     let s = format!("{v:.3}");
     s.trim_end_matches('0').trim_end_matches('.').to_string()
+}
+
+pub(crate) fn ms(v: f64) -> String {
+    format!("{v:9.1}")
+}
+
+/// The median of per-round harness/raw ratios: each pair ran back to back, so what the
+/// daemon was doing at the time cancels out better than in a ratio of medians.
+pub(crate) fn paired_row(r: &mut Report, id: &str, what: &str, h: &Samples, raw: &Samples) {
+    let ratios = Samples(h.0.iter().zip(&raw.0).map(|(a, b)| a / b).collect());
+    let m = ratios.median();
+    r.figure(id, what, "ratio", ratios.len(), m, None);
+    r.line(format!("{:<36}{:>9.3}", format!("  paired {id}"), m));
+}
+
+pub(crate) fn ratio_row(
+    r: &mut Report,
+    id: &str,
+    what: &str,
+    h: &Samples,
+    raw: &Samples,
+    target: Option<(Op, f64)>,
+) -> f64 {
+    let ratio = h.median() / raw.median();
+    let verdict = r.figure(id, what, "ratio", h.len().min(raw.len()), ratio, target);
+    r.line(format!("{:<36}{:>9.3}   {verdict}", format!("  ratio {id}"), ratio).trim_end().to_string());
+    ratio
+}
+
+pub(crate) fn dist_rows(r: &mut Report, id: &str, label: &str, what: &str, s: &Samples) {
+    r.series(id, s);
+    r.figure(&format!("{id}.median"), &format!("{what}: median"), "ms", s.len(), s.median(), None);
+    r.figure(&format!("{id}.p95"), &format!("{what}: 95th percentile"), "ms", s.len(), s.pct(95.0), None);
+    r.line(format!("{label:<36}{}{}{:>7}", ms(s.median()), ms(s.pct(95.0)), s.len()));
 }
