@@ -123,7 +123,7 @@ async fn run() -> Result<()> {
     });
     let path = out_path();
     std::fs::create_dir_all(path.parent().expect("the output has a parent directory"))?;
-    std::fs::write(&path, serde_json::to_vec_pretty(&r.json(meta))?)?;
+    std::fs::write(&path, serde_json::to_vec_pretty(&r.json(&meta))?)?;
     println!("{}", r.table());
     println!("figures: target/bench/latest.json");
     left?;

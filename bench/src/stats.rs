@@ -139,7 +139,7 @@ impl Report {
         s
     }
 
-    pub(crate) fn json(&self, meta: Value) -> Value {
+    pub(crate) fn json(&self, meta: &Value) -> Value {
         json!({ "meta": meta, "figures": self.figures, "samples_ms": self.series, "notes": self.notes })
     }
 }

@@ -103,6 +103,7 @@ async fn a_run_that_creates_more_than_its_budget_fails_with_the_numbers() -> any
                         Kind::Container => common::container_exists(&docker, &r.id).await,
                         Kind::Network => common::network_exists(&docker, &r.id).await,
                         Kind::Volume => common::volume_exists(&docker, &r.id).await,
+                        other => panic!("this test adopts no {other}"),
                     },
                     "{r} was not removed"
                 );

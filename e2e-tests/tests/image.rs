@@ -82,7 +82,7 @@ fn child_creates_a_container_from_the_session_image() {
             Ok(_) => println!("REPORT result=ok"),
             Err(e @ Error::ImageMissing { .. }) => println!("REPORT result=missing: {}", one_line(&e)),
             Err(Error::ImagePull { attempts, not_found, message, .. }) => {
-                println!("REPORT result=pull attempts={attempts} not_found={not_found} {}", message.replace('\n', " "))
+                println!("REPORT result=pull attempts={attempts} not_found={not_found} {}", message.replace('\n', " "));
             }
             Err(e) => println!("REPORT result=other {}", one_line(&e)),
         }

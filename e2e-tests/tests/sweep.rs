@@ -99,7 +99,8 @@ async fn the_fail_policy_lists_the_orphans_and_stops_the_session() -> anyhow::Re
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "the child went on despite orphans");
     assert!(stderr.contains("orphaned resource(s)"), "{stderr}");
-    assert!(stderr.contains("docker-harness -- reap"), "no removal command: {stderr}");
+    assert!(stderr.contains("`docker-harness reap`"), "no removal command: {stderr}");
+    assert!(stderr.contains("cargo install docker-harness-cli"), "no way to get the command: {stderr}");
     let docker = raw().await;
     for id in &held.containers {
         let name = docker.inspect_container(id, None).await?.name.unwrap_or_default();

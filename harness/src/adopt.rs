@@ -9,7 +9,8 @@ use bollard::Docker;
 
 use crate::error::Result;
 use crate::labels;
-use crate::resource::{self, Resource};
+use crate::removal;
+use crate::resource::Resource;
 
 /// Everything on the daemon that carries `task_id` or whose name starts with `prefix`,
 /// except the resources in `known` (the context's own).
@@ -20,7 +21,7 @@ pub(crate) async fn find(
     known: &HashSet<String>,
 ) -> Result<Vec<Resource>> {
     // One unfiltered listing finds both: the label match and the exact prefix match.
-    let all = resource::list_labelled(docker, &[]).await?;
+    let all = removal::list_labelled(docker, &[]).await?;
     Ok(all.into_iter().filter(|r| !known.contains(&r.id)).filter(|r| belongs(r, task_id, prefix)).collect())
 }
 
@@ -41,12 +42,8 @@ mod tests {
     use std::collections::HashMap;
 
     fn res(name: &str, labels: &[(&str, &str)]) -> Resource {
-        Resource {
-            kind: Kind::Container,
-            id: name.to_string(),
-            name: name.to_string(),
-            labels: labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<HashMap<_, _>>(),
-        }
+        Resource::new(Kind::Container, name, name)
+            .with_labels(labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<HashMap<_, _>>())
     }
 
     #[test]

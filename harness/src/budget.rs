@@ -1,6 +1,8 @@
 //! Per-test resource budgets and the teardown report: how many containers, networks and
 //! volumes were created under a test's identity, what was adopted, and what exceeded the
 //! budget. A program under test that silently creates far more than it should shows here.
+//!
+//! Plain data on the ground floor: the error for an exceeded budget carries the report.
 
 use std::fmt;
 
@@ -9,7 +11,18 @@ use serde::{Deserialize, Serialize};
 use crate::resource::{Kind, Resource};
 
 /// How many of each kind: created so far, or allowed at most.
+///
+/// More kinds may be counted in later versions; [`Counts::new`] keeps meaning "these
+/// containers, networks and volumes, none of anything else".
+///
+/// ```
+/// use docker_harness::{Counts, Kind};
+/// let budget = Counts::new(2, 1, 0);
+/// assert_eq!(budget.get(Kind::Container), 2);
+/// assert_eq!(budget.to_string(), "2 container(s), 1 network(s), 0 volume(s)");
+/// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Counts {
     /// Containers.
     pub containers: usize,
@@ -33,7 +46,8 @@ impl Counts {
         }
     }
 
-    fn get(&self, kind: Kind) -> usize {
+    /// How many of one kind.
+    pub fn get(&self, kind: Kind) -> usize {
         match kind {
             Kind::Container => self.containers,
             Kind::Network => self.networks,
@@ -50,6 +64,7 @@ impl fmt::Display for Counts {
 
 /// What a context's teardown found and did.
 #[derive(Debug, Clone, Default)]
+#[non_exhaustive]
 pub struct TeardownReport {
     /// Created under the test's identity: by the harness, plus what was adopted.
     pub created: Counts,
@@ -69,10 +84,10 @@ impl TeardownReport {
     /// One line per kind over budget, e.g. `containers: 4 created, budget 1`.
     pub fn over_budget(&self) -> Vec<String> {
         let Some(budget) = self.budget else { return Vec::new() };
-        [(Kind::Container, "containers"), (Kind::Network, "networks"), (Kind::Volume, "volumes")]
+        Kind::TEARDOWN_ORDER
             .into_iter()
-            .filter(|(k, _)| self.created.get(*k) > budget.get(*k))
-            .map(|(k, name)| format!("{name}: {} created, budget {}", self.created.get(k), budget.get(k)))
+            .filter(|k| self.created.get(*k) > budget.get(*k))
+            .map(|k| format!("{k}s: {} created, budget {}", self.created.get(k), budget.get(k)))
             .collect()
     }
 }

@@ -33,7 +33,7 @@ impl Env for HashMap<&str, &str> {
 
 /// When to pull the session image (`DOCKER_HARNESS_PULL`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PullPolicy {
+pub(crate) enum PullPolicy {
     /// Pull only when the image is absent (the default).
     Missing,
     /// Pull once per session even when present.
@@ -55,7 +55,7 @@ pub enum KeepPolicy {
 
 /// What the pre-test check does with orphans (`DOCKER_HARNESS_PREFLIGHT`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PreflightPolicy {
+pub(crate) enum PreflightPolicy {
     /// Remove orphans and print a one-line summary (the default).
     Clean,
     /// Stop the session with the list of orphans and the command that removes them.

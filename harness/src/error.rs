@@ -1,10 +1,20 @@
 //! The one error type of the crate. Every variant says what was being done and to what,
 //! because bollard's errors alone ("status code 404") do not tell a test author which
-//! resource or which setting was wrong.
+//! resource or which setting was wrong, and ends with a "help:" line that says what to do.
+//!
+//! How a failed call's status code is read (Podman answers 500 where Docker answers 404 or
+//! 409) is engine knowledge: [`Error::status_code`] and its friends are implemented in
+//! `engine`, which is the one place every Podman difference lives.
 
 use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
+
+use crate::budget::TeardownReport;
+use crate::resource::Kind;
+
+/// How a user of the crate gets the `docker-harness` command that every hint names.
+pub(crate) const CLI_INSTALL: &str = "cargo install docker-harness-cli";
 
 /// The crate's `Result`.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -43,8 +53,8 @@ pub enum Error {
     #[error(
         "pulling {image} (from {source_ref}) failed after {attempts} attempt(s): {message}\n  \
          help: if no registry is reachable, serve the image from a mirror \
-         (DOCKER_HARNESS_REGISTRY_MIRROR=host:port), name a present image in DOCKER_HARNESS_IMAGE, \
-         or run `make e2e`, which switches to the offline stand-in image"
+         (DOCKER_HARNESS_REGISTRY_MIRROR=host:port, e.g. a registry on 127.0.0.1 holding a copy), \
+         or name an image the daemon already has in DOCKER_HARNESS_IMAGE"
     )]
     ImagePull {
         /// The reference the tests use.
@@ -106,7 +116,7 @@ pub enum Error {
         reason: &'static str,
     },
 
-    /// Waiting for something took longer than allowed.
+    /// Waiting for something took longer than allowed (`after` is how long was waited).
     #[error("timed out after {after:?} while waiting to {what}")]
     Timeout {
         /// What was being waited for.
@@ -123,7 +133,7 @@ pub enum Error {
          or check the logs above for why it never got ready",
         .0.after, .0.container, .0.strategy, .0.state,
         .0.exit_code.map(|c| format!(", exit code {c}")).unwrap_or_default(),
-        .0.last_attempt, .0.logs.len(), crate::wait::indent(&.0.logs)
+        .0.last_attempt, .0.logs.len(), indent(&.0.logs)
     )]
     WaitTimeout(Box<WaitFailure>),
 
@@ -132,7 +142,7 @@ pub enum Error {
         "container {} exited with code {} while waiting for it to {}.\n  \
          last {} log line(s):\n{}\n  help: the logs above usually say why it stopped",
         .0.container, .0.exit_code.map(|c| c.to_string()).unwrap_or_else(|| "?".into()), .0.strategy,
-        .0.logs.len(), crate::wait::indent(&.0.logs)
+        .0.logs.len(), indent(&.0.logs)
     )]
     ExitedWhileWaiting(Box<WaitFailure>),
 
@@ -196,11 +206,24 @@ pub enum Error {
     /// The pre-test check found orphans and `DOCKER_HARNESS_PREFLIGHT=fail` asked to stop.
     #[error(
         "the pre-test check found {} orphaned resource(s) left by dead test processes:\n{}\n  \
-         help: remove them with `cargo run -p docker-harness -- reap` (only resources labelled \
+         help: remove them with `docker-harness reap` (`{}`; only resources labelled \
          docker-harness.managed are ever touched), or set DOCKER_HARNESS_PREFLIGHT=clean",
-        .0.len(), .0.join("\n")
+        .0.len(), .0.join("\n"), CLI_INSTALL
     )]
     Orphans(Vec<String>),
+
+    /// A session-shared container kept vanishing: something outside the session removes it.
+    #[error(
+        "the shared container {key:?} was created {times} times this session and vanished each time.\n  \
+         help: something outside the test session removes it (a cleanup job, `docker rm`); stop that, \
+         or give this use its own key"
+    )]
+    SharedContainerVanished {
+        /// Its key.
+        key: String,
+        /// How often it was created.
+        times: u32,
+    },
 
     /// More Docker resources were created under a test's identity than its budget allows.
     #[error(
@@ -212,7 +235,7 @@ pub enum Error {
         /// One line per kind over budget.
         over: Vec<String>,
         /// The whole teardown report (everything was still removed).
-        report: Box<crate::budget::TeardownReport>,
+        report: Box<TeardownReport>,
     },
 }
 
@@ -239,8 +262,8 @@ pub struct WaitFailure {
 /// One resource that teardown failed to remove.
 #[derive(Debug)]
 pub struct CleanupFailure {
-    /// `container`, `network` or `volume`.
-    pub kind: &'static str,
+    /// Its kind.
+    pub kind: Kind,
     /// The resource's name.
     pub name: String,
     /// Why it could not be removed.
@@ -265,83 +288,47 @@ impl Error {
     pub(crate) fn docker(action: impl Into<String>, source: bollard::errors::Error) -> Self {
         Error::Docker { action: action.into(), source }
     }
-
-    /// The Docker status code of a failed API call, if this is one.
-    pub fn status_code(&self) -> Option<u16> {
-        match self {
-            Error::Docker { source, .. } => status_of(source),
-            _ => None,
-        }
-    }
-
-    /// True when Docker answered 404: the resource does not exist (or no longer does).
-    pub fn is_not_found(&self) -> bool {
-        self.status_code() == Some(404)
-    }
-
-    /// True when Docker answered 409: a name is taken or the resource is in use (Podman's
-    /// 500 saying the same counts too).
-    pub fn is_conflict(&self) -> bool {
-        self.status_code() == Some(409)
-    }
 }
 
-/// The status code, with Podman's 500s read as what Docker answers for the same thing.
-pub(crate) fn status_of(e: &bollard::errors::Error) -> Option<u16> {
-    match e {
-        bollard::errors::Error::DockerResponseServerError { status_code: 500, message } => Some(podman_status(message)),
-        bollard::errors::Error::DockerResponseServerError { status_code, .. } => Some(*status_code),
-        _ => None,
+/// Log lines indented under an error message.
+pub(crate) fn indent(lines: &[String]) -> String {
+    if lines.is_empty() {
+        return "    (no output)".to_string();
     }
-}
-
-/// Podman's Docker-compatible API answers 500 where Docker answers 404 (a container gone
-/// mid-removal: "no such container") or 409 (a name already in use, a volume in use). Its
-/// messages say which; any other 500 stays a 500.
-fn podman_status(message: &str) -> u16 {
-    let m = message.to_ascii_lowercase();
-    // Not "no such network": "no such network interface" is another failure altogether.
-    if m.contains("no such container") || m.contains("no such volume") {
-        404
-    } else if ["already in use", "already exists", "is being used", "in use by"].iter().any(|n| m.contains(n)) {
-        409
-    } else {
-        500
-    }
-}
-
-pub(crate) fn is_404(e: &bollard::errors::Error) -> bool {
-    status_of(e) == Some(404)
+    lines.iter().map(|l| format!("    {l}")).collect::<Vec<_>>().join("\n")
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn server(status_code: u16, message: &str) -> bollard::errors::Error {
-        bollard::errors::Error::DockerResponseServerError { status_code, message: message.into() }
-    }
-
     #[test]
-    fn podmans_500s_read_as_dockers_conflicts_and_absences() {
-        // Podman 4.3's answers, verbatim.
-        let taken = "container create: creating container storage: the container name \"x\" is already in \
-                     use by ffe3. You have to remove that container to be able to reuse that name: that name \
-                     is already in use";
-        assert_eq!(status_of(&server(500, taken)), Some(409));
-        assert_eq!(
-            status_of(&server(500, "\"n\" has associated containers with it: network is being used")),
-            Some(409)
+    fn a_cleanup_failure_names_each_resource_with_its_kind() {
+        let e = Error::Cleanup(vec![CleanupFailure {
+            kind: Kind::Network,
+            name: "dh-t-1-net".into(),
+            error: Box::new(Error::Timeout {
+                what: "see network dh-t-1-net gone".into(),
+                after: Duration::from_secs(10),
+            }),
+        }]);
+        let text = e.to_string();
+        assert!(
+            text.starts_with("cleanup left 1 resource(s) behind: network dh-t-1-net (timed out after 10s"),
+            "{text}"
         );
-        assert_eq!(status_of(&server(500, "network name n already used: network already exists")), Some(409));
-        assert_eq!(status_of(&server(500, "container abc does not exist in database: no such container")), Some(404));
-        assert!(Error::docker("create container x", server(500, taken)).is_conflict());
     }
 
     #[test]
-    fn other_500s_and_other_codes_are_left_alone() {
-        assert_eq!(status_of(&server(500, "route ip+net: no such network interface")), Some(500));
-        assert_eq!(status_of(&server(409, "Conflict. The container name is already in use")), Some(409));
-        assert_eq!(status_of(&server(404, "No such container: x")), Some(404));
+    fn the_orphans_hint_names_a_command_a_user_can_install() {
+        let text = Error::Orphans(vec!["  volume v".into()]).to_string();
+        assert!(text.contains("docker-harness reap") && text.contains("cargo install docker-harness-cli"), "{text}");
+        assert!(!text.contains("cargo run -p"), "{text}");
+    }
+
+    #[test]
+    fn log_lines_are_indented_and_none_is_said() {
+        assert_eq!(indent(&["a".into(), "b".into()]), "    a\n    b");
+        assert_eq!(indent(&[]), "    (no output)");
     }
 }

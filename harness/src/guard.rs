@@ -1,65 +1,67 @@
 //! The part every resource guard shares: remove on Drop (best effort, bounded, never
-//! panics), or on an explicit `remove().await` that returns the error and disarms Drop.
+//! panics), or on an explicit `remove().await`, which always disarms Drop and returns the
+//! error, as tempfile's `close` does: the caller asked, the caller gets the answer, and a
+//! resource that could not be removed is left to the scope's teardown, not retried on the
+//! caller's thread.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::context::Inner;
 use crate::error::Result;
-use crate::resource::{self, Resource};
-use crate::{blocking, docker};
+use crate::resource::Resource;
+use crate::scope::Scope;
+use crate::{blocking, docker, removal};
 
 /// How long one guard's Drop may wait for its resource to be removed.
 const DROP_LIMIT: Duration = Duration::from_secs(15);
 
 pub(crate) struct Armed {
     pub(crate) res: Resource,
-    pub(crate) ctx: Arc<Inner>,
+    scope: Arc<Scope>,
     armed: bool,
 }
 
 impl Armed {
-    pub(crate) fn new(res: Resource, ctx: Arc<Inner>) -> Armed {
-        ctx.track(res.clone());
-        Armed { res, ctx, armed: true }
+    /// Tracks the resource in its scope (so teardown removes it whatever happens to the
+    /// guard) and arms the guard.
+    pub(crate) fn new(res: Resource, scope: Arc<Scope>) -> Armed {
+        scope.track(res.clone());
+        Armed { res, scope, armed: true }
     }
 
-    /// Removes the resource now and tells its context it is gone.
+    /// Removes the resource now and tells its scope it is gone. Disarms whatever the answer.
     pub(crate) async fn remove(&mut self) -> Result<()> {
-        let (res, ctx) = (self.res.clone(), self.ctx.clone());
-        blocking::run(remove_and_untrack(res, ctx)).await?;
         self.armed = false;
-        Ok(())
+        blocking::run(remove_and_untrack(self.res.clone(), self.scope.clone())).await
     }
 
-    /// Leaves the resource to its context (which still removes it at teardown).
+    /// Leaves the resource to its scope (which still removes it at teardown).
     pub(crate) fn disarm(&mut self) {
         self.armed = false;
     }
 
-    /// Leaves the resource on the daemon: neither this guard nor its context removes it.
+    /// Leaves the resource on the daemon: neither this guard nor its scope removes it.
     pub(crate) fn keep(&mut self) {
         self.armed = false;
-        self.ctx.untrack(&self.res.id);
+        self.scope.untrack(&self.res.id);
     }
 }
 
-async fn remove_and_untrack(res: Resource, ctx: Arc<Inner>) -> Result<()> {
+async fn remove_and_untrack(res: Resource, scope: Arc<Scope>) -> Result<()> {
     let docker = docker::client().await?;
-    resource::remove(&docker, res.kind, &res.id, &res.name).await?;
-    ctx.untrack(&res.id);
+    removal::remove(&docker, res.kind, &res.id, &res.name).await?;
+    scope.untrack(&res.id);
     Ok(())
 }
 
 impl Drop for Armed {
     fn drop(&mut self) {
-        if !self.armed || self.ctx.keeping_now() {
+        if !self.armed || self.scope.keeping_now() {
             return;
         }
-        let (res, ctx) = (self.res.clone(), self.ctx.clone());
-        match blocking::wait(remove_and_untrack(res, ctx), DROP_LIMIT) {
+        match blocking::wait(remove_and_untrack(self.res.clone(), self.scope.clone()), DROP_LIMIT) {
             Some(Ok(())) => {}
-            // The context still tracks it and tries again at its own teardown.
+            // The scope still tracks it and tries again at its own teardown.
             Some(Err(e)) => eprintln!("docker-harness: could not remove {}: {e}", self.res),
             None => eprintln!(
                 "docker-harness: removing {} did not finish within {}s; the context retries at teardown",

@@ -1,13 +1,12 @@
-//! The labels every harness resource carries, the owner identity, and the rules that decide
-//! whether a leftover still belongs to someone.
+//! The labels every harness resource carries, building them, and the rules that read them
+//! to decide whether a leftover still belongs to someone.
 //!
 //! The whole `docker-harness.` label namespace is reserved for the harness.
 
 use std::collections::HashMap;
-use std::fmt;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use once_cell::sync::Lazy;
+pub use crate::owner::{hostname, Owner};
 
 /// `true` on everything the harness created. Nothing without it is ever listed or touched.
 pub const MANAGED: &str = "docker-harness.managed";
@@ -29,87 +28,7 @@ pub const SHARED: &str = "docker-harness.shared";
 /// `cargo test`), on session-shared resources: they live as long as it does.
 pub const RUNNER: &str = "docker-harness.runner";
 
-/// The process that created a resource: host name, PID and the PID's start time (in clock
-/// ticks since boot, from `/proc`), so that a reused PID is not mistaken for the owner.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct Owner {
-    /// The host name.
-    pub host: String,
-    /// The process ID.
-    pub pid: u32,
-    /// The process's start time in clock ticks since boot.
-    pub start: u64,
-}
-
-impl fmt::Display for Owner {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}/{}", self.host, self.pid, self.start)
-    }
-}
-
-impl Owner {
-    /// Parses `host/pid/start`. The host may not contain `/`.
-    pub fn parse(s: &str) -> Option<Owner> {
-        let mut it = s.rsplitn(3, '/');
-        let start = it.next()?.parse().ok()?;
-        let pid = it.next()?.parse().ok()?;
-        let host = it.next()?;
-        (!host.is_empty() && !host.contains('/')).then(|| Owner { host: host.to_string(), pid, start })
-    }
-
-    /// This process.
-    pub fn current() -> &'static Owner {
-        static ME: Lazy<Owner> = Lazy::new(|| {
-            let pid = std::process::id();
-            Owner { host: hostname(), pid, start: process_start(pid).unwrap_or(0) }
-        });
-        &ME
-    }
-}
-
-/// This host's name, as used in owner labels.
-pub fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
-        .or_else(|| std::env::var("HOSTNAME").ok())
-        .map(|h| h.trim().replace('/', "_"))
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "unknown-host".to_string())
-}
-
-/// A process's start time in clock ticks since boot, or `None` if there is no such process
-/// (a zombie counts as none: it has exited, only its parent has not reaped it yet).
-pub(crate) fn process_start(pid: u32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    if is_zombie(&stat) {
-        return None;
-    }
-    parse_start_time(&stat)
-}
-
-/// Field 3 of `/proc/PID/stat`, the state, is `Z` for a zombie.
-pub(crate) fn is_zombie(stat: &str) -> bool {
-    stat.rfind(')').and_then(|i| stat[i + 1..].split_whitespace().next()) == Some("Z")
-}
-
-/// Field 22 of `/proc/PID/stat`. The command name (field 2) may hold spaces and
-/// parentheses, so the fields are counted from the last `)`.
-pub(crate) fn parse_start_time(stat: &str) -> Option<u64> {
-    let rest = &stat[stat.rfind(')')? + 1..];
-    rest.split_whitespace().nth(19)?.parse().ok()
-}
-
-/// Field 4 of `/proc/PID/stat`: the parent's PID.
-pub(crate) fn parse_ppid(stat: &str) -> Option<u32> {
-    let rest = &stat[stat.rfind(')')? + 1..];
-    rest.split_whitespace().nth(1)?.parse().ok()
-}
-
-/// A process's parent, or `None` if there is no such process.
-pub(crate) fn parent_of(pid: u32) -> Option<u32> {
-    parse_ppid(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
-}
-
+/// Unix seconds now: the clock the expiry and keep labels are written in.
 pub(crate) fn unix_now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
@@ -125,7 +44,8 @@ pub enum Verdict {
     Orphan,
 }
 
-/// Decides whether a resource with these labels is an orphan.
+/// Decides whether a resource with these labels is an orphan. Private to the crate: the
+/// liveness rules are the harness's to change; a user sees their verdicts.
 ///
 /// - A resource still inside its keep window is `Kept`, whoever owns it.
 /// - An owner on this host is alive only if its PID exists with the same start time.
@@ -136,7 +56,7 @@ pub enum Verdict {
 ///   (`docker-harness.runner`) instead of its owner: under nextest the test process that
 ///   created it exits long before the session ends, while the runner lives exactly as long
 ///   as the session. Without a readable runner, or on another host, by expiry alone.
-pub fn classify(
+pub(crate) fn classify(
     labels: &HashMap<String, String>,
     this_host: &str,
     now: u64,
@@ -146,8 +66,7 @@ pub fn classify(
     if num(KEEP_UNTIL).is_some_and(|until| now < until) {
         return Verdict::Kept;
     }
-    let judge_by = if labels.contains_key(SHARED) { RUNNER } else { OWNER };
-    match labels.get(judge_by).and_then(|o| Owner::parse(o)) {
+    match judged_by(labels) {
         Some(o) if o.host == this_host => {
             if start_of(o.pid) == Some(o.start) {
                 Verdict::Owned
@@ -160,6 +79,28 @@ pub fn classify(
             _ => Verdict::Orphan,
         },
     }
+}
+
+/// The process whose life decides a resource's: its session's runner for a shared
+/// resource, its owner for everything else. `None` when that label is missing or unreadable.
+pub(crate) fn judged_by(labels: &HashMap<String, String>) -> Option<Owner> {
+    let key = if labels.contains_key(SHARED) { RUNNER } else { OWNER };
+    labels.get(key).and_then(|o| Owner::parse(o))
+}
+
+/// The labels of a session-shared resource: a test's labels under the key, plus the key
+/// and the session's runner, whose life is the resource's.
+pub(crate) fn for_shared(
+    key: &str,
+    session: &str,
+    task: &str,
+    ttl: Duration,
+    runner: &Owner,
+) -> HashMap<String, String> {
+    let mut l = for_test(session, &format!("shared:{key}"), task, ttl);
+    l.insert(SHARED.to_string(), key.to_string());
+    l.insert(RUNNER.to_string(), runner.to_string());
+    l
 }
 
 /// The labels of this process's resources for one test.
@@ -191,35 +132,6 @@ mod tests {
     }
 
     const NOW: u64 = 1_000_000;
-
-    #[test]
-    fn owner_round_trips_through_its_label() {
-        let o = Owner { host: "ci-runner.local".into(), pid: 4242, start: 987654 };
-        assert_eq!(Owner::parse(&o.to_string()), Some(o));
-        assert_eq!(Owner::parse("host/notapid/1"), None);
-        assert_eq!(Owner::parse("/1/2"), None);
-        assert_eq!(Owner::parse("garbage"), None);
-    }
-
-    #[test]
-    fn this_process_is_its_own_live_owner() {
-        let me = Owner::current();
-        assert_eq!(me.pid, std::process::id());
-        assert!(me.start > 0);
-        assert_eq!(process_start(me.pid), Some(me.start));
-    }
-
-    #[test]
-    fn start_time_survives_a_command_name_with_spaces_and_parens() {
-        let stat = "123 (my (odd) name) S 1 123 123 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 55555 1000 10";
-        assert_eq!(parse_start_time(stat), Some(55555));
-    }
-
-    #[test]
-    fn a_zombie_is_not_alive() {
-        assert!(is_zombie("77 (sleep) Z 1 77 77 0 -1 4194560 0 0 0 0 0 0 0 0 20 0 1 0 500 0 0"));
-        assert!(!is_zombie("77 (a) Z) S 1 77 77 0 -1 4194560 0 0 0 0 0 0 0 0 20 0 1 0 500 0 0"));
-    }
 
     #[test]
     fn a_live_owner_on_this_host_is_never_an_orphan() {
@@ -293,9 +205,15 @@ mod tests {
     }
 
     #[test]
-    fn the_runner_is_read_from_a_parent_pid_field() {
-        let stat = "123 (my (odd) name) S 77 123 123 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 55555 1000 10";
-        assert_eq!(parse_ppid(stat), Some(77));
+    fn shared_labels_carry_the_session_the_key_and_the_runner() {
+        let runner = Owner { host: "h".into(), pid: 3, start: 300 };
+        let l = for_shared("db", "s1", "t1", Duration::from_secs(60), &runner);
+        assert_eq!(l[SHARED], "db");
+        assert_eq!(l[RUNNER], "h/3/300");
+        assert_eq!(l[SESSION], "s1");
+        assert_eq!(l[MANAGED], "true");
+        assert!(l.contains_key(OWNER) && l.contains_key(EXPIRES));
+        assert_eq!(judged_by(&l), Some(runner));
     }
 
     #[test]

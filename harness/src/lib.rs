@@ -21,46 +21,59 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
-mod adopt;
+// The modules in layers, lowest first: each imports only modules listed before it (the
+// README's "Layout" section draws the same picture).
+//
+// 1. ground: plain data, errors, names, the harness runtime, environment switches.
 mod blocking;
 mod budget;
 mod config;
-mod container;
-mod context;
+mod error;
+mod naming;
+mod resource;
+// 2. host and daemon: owners and liveness, labels, the client, the engine's differences,
+//    removal and listing, adoption by identity, the session.
+mod adopt;
 mod docker;
 mod engine;
-mod error;
-mod files;
-mod guard;
-mod image;
 pub mod labels;
-mod naming;
-mod network;
-mod ports;
-mod preflight;
-mod resource;
+mod owner;
+mod removal;
 pub mod session;
+// 3. a test's scope and the part every guard shares.
+mod guard;
+mod scope;
+// 4. resources.
+mod container;
+mod image;
+mod network;
+mod volume;
+// 5. above: sweeps, signals, the watcher, shared containers, the context, the hook.
+mod context;
+#[cfg(feature = "rstest")]
+mod fixture;
+mod preflight;
 mod shared;
 mod signals;
 pub mod sweep;
-mod volume;
-mod wait;
 mod watcher;
 
 pub use budget::{Counts, TeardownReport};
-pub use config::{KeepPolicy, PreflightPolicy, PullPolicy, DEFAULT_IMAGE};
-pub use container::{ContainerGuard, ContainerSpec, ExecOutput, Logs};
-pub use context::{ctx, TestContext};
+pub use config::{KeepPolicy, DEFAULT_IMAGE};
+pub use container::{
+    Container, ContainerGuard, ContainerSpec, ExecOutput, FileSource, LogStream, Logs, WaitFor, DEFAULT_WAIT_TIMEOUT,
+};
+pub use context::TestContext;
 pub use docker::{daemon_version, endpoint, host_address};
 pub use engine::{engine, Engine};
 pub use error::{CleanupFailure, Error, Result, WaitFailure};
-pub use files::FileSource;
+#[cfg(feature = "rstest")]
+pub use fixture::ctx;
 pub use image::{pull_records, reference as session_image_reference, session_image, PullRecord, SessionImage};
 pub use network::{NetworkGuard, NetworkSpec};
 pub use resource::{Kind, Resource};
 pub use shared::{shared_container, SharedContainer};
 pub use volume::{VolumeGuard, VolumeSpec};
-pub use wait::{LogStream, WaitFor, DEFAULT_WAIT_TIMEOUT};
 
 #[doc = include_str!("../../README.md")]
 #[cfg(doctest)]

@@ -54,6 +54,12 @@ pub(crate) fn sanitize(name: &str) -> String {
     out.trim_matches(['-', '.', '_']).to_string()
 }
 
+/// A key that can stand in a file name and a label value as it is: 1 to 64 letters,
+/// digits, `-`, `_` or `.` (session IDs, shared-container keys).
+pub(crate) fn is_plain_key(key: &str) -> bool {
+    (1..=64).contains(&key.len()) && key.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
 /// Six hex digits of FNV-1a: enough to tell names apart in a prefix, stable across runs.
 fn hash6(s: &str) -> String {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
@@ -123,6 +129,16 @@ mod tests {
     fn logical_names_are_sanitised_too() {
         assert_eq!(resource_name("dh-t-1", "My Net"), "dh-t-1-my-net");
         assert!(resource_name("dh-t-1", "ü").starts_with("dh-t-1-r"));
+    }
+
+    #[test]
+    fn plain_keys_are_names_a_file_and_a_label_can_hold() {
+        assert!(is_plain_key("postgres-16"));
+        assert!(is_plain_key("kv.v2_a"));
+        assert!(!is_plain_key(""));
+        assert!(!is_plain_key("../x"));
+        assert!(!is_plain_key("a b"));
+        assert!(!is_plain_key(&"k".repeat(65)));
     }
 
     #[test]

@@ -6,11 +6,11 @@ use std::sync::Arc;
 
 use bollard::models::NetworkCreateRequest;
 
-use crate::context::Inner;
 use crate::error::{Error, Result};
 use crate::guard::Armed;
 use crate::resource::{Kind, Resource};
-use crate::{blocking, docker, naming};
+use crate::scope::Scope;
+use crate::{blocking, docker, engine};
 
 /// What network to create. The Docker name is derived from the logical name and the
 /// context's prefix.
@@ -53,7 +53,7 @@ impl NetworkSpec {
 /// # Resource leaking
 /// As for [`crate::TestContext`]: a killed process cannot run Drop; the sweep covers it.
 pub struct NetworkGuard {
-    pub(crate) armed: Armed,
+    armed: Armed,
     logical: String,
 }
 
@@ -79,7 +79,9 @@ impl NetworkGuard {
         &self.logical
     }
 
-    /// Removes the network now, waiting until Docker confirms it is gone.
+    /// Removes the network now, waiting until Docker confirms it is gone. Drop does nothing
+    /// afterwards, whatever the answer: a network that could not be removed is left to the
+    /// context's teardown.
     ///
     /// # Errors
     /// [`Error::Docker`] when Docker refuses (e.g. a container not created by this context
@@ -100,32 +102,22 @@ impl NetworkGuard {
     }
 }
 
-pub(crate) async fn create(ctx: Arc<Inner>, spec: NetworkSpec) -> Result<NetworkGuard> {
+pub(crate) async fn create(scope: Arc<Scope>, spec: NetworkSpec) -> Result<NetworkGuard> {
     blocking::run(async move {
-        let name = naming::resource_name(&ctx.prefix, &spec.logical);
+        let name = scope.name_for(&spec.logical);
         let req = NetworkCreateRequest {
             name: name.clone(),
             driver: Some(spec.driver.unwrap_or_else(|| "bridge".into())),
             internal: Some(spec.internal),
-            labels: Some(ctx.labels_for_new(&spec.labels)),
+            labels: Some(scope.labels_for_new(&spec.labels)),
             ..Default::default()
         };
         let docker = docker::client().await?;
-        // Podman picks a free subnet by reading every host interface's addresses; a veth
-        // removed meanwhile (another test's teardown) fails that read with "no such network
-        // interface" and nothing is created. Bounded retries ride out the race.
-        let mut attempt = 1;
-        let created = loop {
-            match docker.create_network(req.clone()).await {
-                Err(e) if attempt < 5 && e.to_string().contains("no such network interface") => {
-                    tokio::time::sleep(std::time::Duration::from_millis(50 * attempt)).await;
-                    attempt += 1;
-                }
-                r => break r.map_err(|e| Error::docker(format!("create network {name}"), e))?,
-            }
-        };
-        let res = Resource { kind: Kind::Network, id: created.id, name, labels: HashMap::new() };
-        Ok(NetworkGuard { armed: Armed::new(res, ctx), logical: spec.logical })
+        let created = engine::past_interface_race(|| docker.create_network(req.clone()))
+            .await
+            .map_err(|e| Error::docker(format!("create network {name}"), e))?;
+        let res = Resource::new(Kind::Network, created.id, name);
+        Ok(NetworkGuard { armed: Armed::new(res, scope), logical: spec.logical })
     })
     .await
 }

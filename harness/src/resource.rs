@@ -1,21 +1,12 @@
-//! What the three kinds of resource have in common: a kind, an identity, and a removal that
-//! counts "already gone" as success and only returns once Docker confirms it with a 404.
+//! What the harness manages, as plain data: a kind and an identity. Removing, listing and
+//! confirming are the daemon's business and live in `removal`.
 
 use std::collections::HashMap;
 use std::fmt;
-use std::time::{Duration, Instant};
-
-use bollard::query_parameters::{
-    InspectContainerOptions, InspectNetworkOptions, ListContainersOptions, ListNetworksOptions, ListVolumesOptions,
-    RemoveContainerOptions, RemoveVolumeOptions,
-};
-use bollard::Docker;
-use futures_util::future::join_all;
-
-use crate::error::{is_404, status_of, CleanupFailure, Error, Result};
 
 /// The kinds of Docker resource the harness manages, in teardown order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
 pub enum Kind {
     /// A container.
     Container,
@@ -26,6 +17,10 @@ pub enum Kind {
 }
 
 impl Kind {
+    /// Every kind, in the order teardown removes them: what uses a network or a volume goes
+    /// before it.
+    pub const TEARDOWN_ORDER: [Kind; 3] = [Kind::Container, Kind::Network, Kind::Volume];
+
     /// `container`, `network` or `volume`.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -43,7 +38,14 @@ impl fmt::Display for Kind {
 }
 
 /// One resource: its kind, Docker ID (a volume's ID is its name) and name.
+///
+/// ```
+/// use docker_harness::{Kind, Resource};
+/// let r = Resource::new(Kind::Volume, "dh-t-1-data", "dh-t-1-data");
+/// assert_eq!(r.to_string(), "volume dh-t-1-data");
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Resource {
     /// The kind.
     pub kind: Kind,
@@ -55,166 +57,22 @@ pub struct Resource {
     pub labels: HashMap<String, String>,
 }
 
+impl Resource {
+    /// A resource whose labels were not read.
+    pub fn new(kind: Kind, id: impl Into<String>, name: impl Into<String>) -> Resource {
+        Resource { kind, id: id.into(), name: name.into(), labels: HashMap::new() }
+    }
+
+    /// The same resource with the labels Docker listed for it.
+    #[must_use]
+    pub fn with_labels(mut self, labels: HashMap<String, String>) -> Resource {
+        self.labels = labels;
+        self
+    }
+}
+
 impl fmt::Display for Resource {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{} {}", self.kind, self.name)
-    }
-}
-
-/// How long a removal may wait for Docker to let go of a resource (an in-use volume or a
-/// network whose containers are still going) before it reports failure.
-const SETTLE: Duration = Duration::from_secs(10);
-
-/// Removes one resource and waits until inspecting it answers 404.
-pub(crate) async fn remove(docker: &Docker, kind: Kind, id: &str, name: &str) -> Result<()> {
-    let started = Instant::now();
-    let mut pause = Duration::from_millis(20);
-    loop {
-        let attempt = match kind {
-            Kind::Container => {
-                // Force kills at once: a `sleep` as PID 1 ignores SIGTERM, so a graceful stop
-                // would wait out Docker's full 10 s timeout for nothing.
-                let opts = RemoveContainerOptions { force: true, v: true, link: false };
-                docker.remove_container(id, Some(opts)).await
-            }
-            Kind::Network => docker.remove_network(id).await,
-            Kind::Volume => docker.remove_volume(id, Some(RemoveVolumeOptions { force: false })).await,
-        };
-        match attempt {
-            Ok(()) => {}
-            Err(e) if is_404(&e) => {}
-            // 409 (in use / removal in progress) and 403/500 (network with active endpoints)
-            // settle once the containers that hold them are gone.
-            Err(e) if matches!(status_of(&e), Some(409 | 403 | 500)) && started.elapsed() < SETTLE => {
-                tokio::time::sleep(pause).await;
-                pause = (pause * 2).min(Duration::from_millis(500));
-                continue;
-            }
-            Err(e) => return Err(Error::docker(format!("remove {kind} {name}"), e)),
-        }
-        if gone(docker, kind, id).await? {
-            return Ok(());
-        }
-        if started.elapsed() >= SETTLE {
-            return Err(Error::Timeout { what: format!("see {kind} {name} gone"), after: SETTLE });
-        }
-        tokio::time::sleep(pause).await;
-    }
-}
-
-/// True once Docker answers 404 for the resource.
-pub(crate) async fn gone(docker: &Docker, kind: Kind, id: &str) -> Result<bool> {
-    let r = match kind {
-        Kind::Container => docker.inspect_container(id, None::<InspectContainerOptions>).await.map(drop),
-        Kind::Network => docker.inspect_network(id, None::<InspectNetworkOptions>).await.map(drop),
-        Kind::Volume => docker.inspect_volume(id).await.map(drop),
-    };
-    match r {
-        Ok(()) => Ok(false),
-        Err(e) if is_404(&e) => Ok(true),
-        Err(e) => Err(Error::docker(format!("inspect {kind} {id}"), e)),
-    }
-}
-
-/// Removes resources in dependency order: all containers in parallel, then all networks,
-/// then all volumes. Returns what could not be removed.
-pub(crate) async fn remove_in_order(docker: &Docker, items: &[Resource]) -> Vec<CleanupFailure> {
-    let mut failures = Vec::new();
-    for kind in [Kind::Container, Kind::Network, Kind::Volume] {
-        let batch = items.iter().filter(|r| r.kind == kind).map(|r| async move {
-            remove(docker, r.kind, &r.id, &r.name).await.err().map(|e| CleanupFailure {
-                kind: r.kind.as_str(),
-                name: r.name.clone(),
-                error: Box::new(e),
-            })
-        });
-        failures.extend(join_all(batch).await.into_iter().flatten());
-    }
-    failures
-}
-
-/// Lists containers, all states. Podman lists a container that has exited but is not yet
-/// cleaned up as `stopped`, a state bollard cannot read; it is `exited` moments later, so
-/// the list is asked again (bounded) rather than failing.
-async fn list_containers(
-    docker: &Docker,
-    filters: &HashMap<String, Vec<String>>,
-) -> std::result::Result<Vec<bollard::models::ContainerSummary>, bollard::errors::Error> {
-    let mut pause = Duration::from_millis(20);
-    loop {
-        let opts = ListContainersOptions { all: true, filters: Some(filters.clone()), ..Default::default() };
-        match docker.list_containers(Some(opts)).await {
-            Err(e) if e.to_string().contains("unknown variant `stopped`") && pause < Duration::from_secs(2) => {
-                tokio::time::sleep(pause).await;
-                pause *= 2;
-            }
-            r => return r,
-        }
-    }
-}
-
-/// Lists every resource carrying all of `labels` (as `key` or `key=value` filters), or
-/// every resource when `labels` is empty.
-/// Docker's label filter is exact, unlike its name filter, which matches substrings.
-pub(crate) async fn list_labelled(docker: &Docker, labels: &[String]) -> Result<Vec<Resource>> {
-    let filters =
-        if labels.is_empty() { HashMap::new() } else { HashMap::from([("label".to_string(), labels.to_vec())]) };
-    let (containers, networks, volumes) = tokio::join!(
-        list_containers(docker, &filters),
-        docker.list_networks(Some(ListNetworksOptions { filters: Some(filters.clone()) })),
-        docker.list_volumes(Some(ListVolumesOptions { filters: Some(filters.clone()) })),
-    );
-    let mut out = Vec::new();
-    for c in containers.map_err(|e| Error::docker("list containers", e))? {
-        out.push(Resource {
-            kind: Kind::Container,
-            id: c.id.unwrap_or_default(),
-            name: c
-                .names
-                .and_then(|n| n.into_iter().next())
-                .map(|n| n.trim_start_matches('/').to_string())
-                .unwrap_or_default(),
-            labels: c.labels.unwrap_or_default(),
-        });
-    }
-    for n in networks.map_err(|e| Error::docker("list networks", e))? {
-        out.push(Resource {
-            kind: Kind::Network,
-            id: n.id.unwrap_or_default(),
-            name: n.name.unwrap_or_default(),
-            labels: n.labels.unwrap_or_default(),
-        });
-    }
-    for v in volumes.map_err(|e| Error::docker("list volumes", e))?.volumes.unwrap_or_default() {
-        out.push(Resource { kind: Kind::Volume, id: v.name.clone(), name: v.name, labels: v.labels });
-    }
-    // Podman 4.3 answers a volume list filtered by several labels with the volumes that
-    // carry any one of them (Docker: all of them), which would hand a sweep volumes that
-    // lack the managed label. The daemon's filter only narrows; this check decides.
-    out.retain(|r| carries_all(&r.labels, labels));
-    Ok(out)
-}
-
-/// True when `labels` satisfies every `key` or `key=value` filter.
-fn carries_all(labels: &HashMap<String, String>, filters: &[String]) -> bool {
-    filters.iter().all(|f| match f.split_once('=') {
-        Some((k, v)) => labels.get(k).is_some_and(|have| have == v),
-        None => labels.contains_key(f.as_str()),
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_resource_must_carry_every_label_filter_not_just_one() {
-        let labels = HashMap::from([("docker-harness.task".to_string(), "x".to_string())]);
-        let managed = ["docker-harness.managed".to_string(), "docker-harness.task=x".to_string()];
-        assert!(!carries_all(&labels, &managed));
-        assert!(carries_all(&labels, &["docker-harness.task=x".to_string()]));
-        assert!(carries_all(&labels, &["docker-harness.task".to_string()]));
-        assert!(!carries_all(&labels, &["docker-harness.task=y".to_string()]));
-        assert!(carries_all(&labels, &[]));
     }
 }

@@ -40,19 +40,11 @@ pub(crate) fn session_id_from(env: &dyn Env) -> Result<String> {
     if let Some(id) = env.var("NEXTEST_RUN_ID") {
         return Ok(id);
     }
-    match env.var("DOCKER_HARNESS_SESSION") {
-        Some(id) if valid_session_id(&id) => Ok(id),
-        Some(id) => Err(Error::InvalidEnv {
-            var: "DOCKER_HARNESS_SESSION",
-            value: id,
-            expected: "1 to 64 characters of letters, digits, '-', '_' or '.'",
-        }),
+    match env.var(SESSION_ENV) {
+        Some(id) if crate::naming::is_plain_key(&id) => Ok(id),
+        Some(id) => Err(invalid_session_id(id)),
         None => Ok(uuid::Uuid::new_v4().to_string()),
     }
-}
-
-fn valid_session_id(id: &str) -> bool {
-    (1..=64).contains(&id.len()) && id.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
 }
 
 /// Where every session's state directory lives: `DOCKER_HARNESS_STATE_DIR`, else
@@ -64,8 +56,9 @@ pub(crate) fn state_root() -> PathBuf {
         .unwrap_or_else(|| std::env::temp_dir().join("docker-harness"))
 }
 
+/// The session, or the DOCKER_HARNESS_SESSION value it refused (each caller gets a fresh error).
 static CURRENT: Lazy<std::result::Result<Session, String>> = Lazy::new(|| {
-    let id = session_id_from(&ProcessEnv).map_err(|e| e.to_string())?;
+    let id = session_id_from(&ProcessEnv).map_err(|_| ProcessEnv.var(SESSION_ENV).unwrap_or_default())?;
     let state_dir = state_root().join("sessions").join(&id);
     Ok(Session { id, state_dir })
 });
@@ -75,11 +68,13 @@ static CURRENT: Lazy<std::result::Result<Session, String>> = Lazy::new(|| {
 /// # Errors
 /// [`Error::InvalidEnv`] when `DOCKER_HARNESS_SESSION` is not a usable ID.
 pub fn current() -> Result<&'static Session> {
-    CURRENT.as_ref().map_err(|msg| Error::InvalidName {
-        what: "session",
-        value: msg.clone(),
-        reason: "DOCKER_HARNESS_SESSION must be 1 to 64 letters, digits, '-', '_' or '.'",
-    })
+    CURRENT.as_ref().map_err(|value| invalid_session_id(value.clone()))
+}
+
+const SESSION_ENV: &str = "DOCKER_HARNESS_SESSION";
+
+fn invalid_session_id(value: String) -> Error {
+    Error::InvalidEnv { var: SESSION_ENV, value, expected: "1 to 64 characters of letters, digits, '-', '_' or '.'" }
 }
 
 fn state_err<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> Error + 'a {
@@ -193,7 +188,8 @@ mod tests {
     fn a_session_id_that_could_escape_its_directory_is_refused() {
         let env: HashMap<&str, &str> = [("DOCKER_HARNESS_SESSION", "../etc")].into();
         let err = session_id_from(&env).unwrap_err();
-        assert!(err.to_string().contains("DOCKER_HARNESS_SESSION"), "{err}");
+        assert!(matches!(&err, Error::InvalidEnv { var: "DOCKER_HARNESS_SESSION", value, .. } if value == "../etc"));
+        assert!(err.to_string().contains("help: fix or unset DOCKER_HARNESS_SESSION"), "{err}");
     }
 
     fn temp_dir(tag: &str) -> PathBuf {
@@ -229,7 +225,7 @@ mod tests {
     async fn a_failed_attempt_is_not_recorded() {
         let dir = temp_dir("fail");
         let first: Result<u32> = once(&dir, "w", Duration::from_secs(5), || async {
-            Err(Error::Timeout { what: "x".into(), after: Duration::ZERO })
+            Err(Error::InvalidName { what: "test", value: "x".into(), reason: "a failure to not record" })
         })
         .await;
         assert!(first.is_err());

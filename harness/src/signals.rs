@@ -8,8 +8,9 @@ use once_cell::sync::OnceCell;
 use tokio::signal::unix::{signal, SignalKind};
 
 use crate::config::{settings, KeepPolicy};
-use crate::labels::{self, Owner};
-use crate::{blocking, docker, resource};
+use crate::error::Error;
+use crate::owner::Owner;
+use crate::{blocking, docker, labels, removal};
 
 /// The whole of the signal cleanup must fit well inside nextest's grace period.
 const LIMIT: Duration = Duration::from_secs(5);
@@ -44,23 +45,23 @@ async fn cleanup_own() {
     let work = async {
         let docker = docker::client().await?;
         let filters = [format!("{}=true", labels::MANAGED), format!("{}={}", labels::OWNER, Owner::current())];
-        let mine: Vec<_> = resource::list_labelled(&docker, &filters)
+        let mine: Vec<_> = removal::list_labelled(&docker, &filters)
             .await?
             .into_iter()
             .filter(|r| !r.labels.contains_key(labels::SHARED))
             .collect();
-        let failed = resource::remove_in_order(&docker, &mine).await;
+        let failed = removal::remove_in_order(&docker, &mine).await;
         for f in &failed {
             eprintln!("docker-harness: interrupted; could not remove {} {}: {}", f.kind, f.name, f.error);
         }
         eprintln!("docker-harness: interrupted; removed {} resource(s) of this process", mine.len() - failed.len());
-        Ok::<(), crate::Error>(())
+        Ok::<(), Error>(())
     };
     match tokio::time::timeout(LIMIT, work).await {
         Ok(Ok(())) => {}
         Ok(Err(e)) => eprintln!("docker-harness: interrupted; cleanup failed: {e}"),
         Err(_) => {
-            eprintln!("docker-harness: interrupted; cleanup took over {LIMIT:?}; the next sweep removes the rest")
+            eprintln!("docker-harness: interrupted; cleanup took over {LIMIT:?}; the next sweep removes the rest");
         }
     }
 }

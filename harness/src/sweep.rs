@@ -11,8 +11,8 @@ use bollard::Docker;
 use crate::config::{settings, PreflightPolicy};
 use crate::error::{CleanupFailure, Error, Result};
 use crate::labels::{self, classify, Verdict};
-use crate::resource::{self, Resource};
-use crate::{blocking, docker, session};
+use crate::resource::Resource;
+use crate::{blocking, docker, owner, removal, session};
 
 /// A managed resource and what the liveness rules make of it.
 #[derive(Debug, Clone)]
@@ -25,6 +25,7 @@ pub struct Leftover {
 
 /// What a sweep did.
 #[derive(Debug, Default)]
+#[non_exhaustive]
 pub struct SweepReport {
     /// Orphans that were removed.
     pub removed: Vec<Resource>,
@@ -54,10 +55,10 @@ impl SweepReport {
 pub(crate) async fn survey_with(docker: &Docker, extra: &[String]) -> Result<Vec<Leftover>> {
     let mut filters = vec![format!("{}=true", labels::MANAGED)];
     filters.extend_from_slice(extra);
-    let host = labels::hostname();
+    let host = owner::hostname();
     let now = labels::unix_now();
-    let start_of = |pid: u32| labels::process_start(pid);
-    Ok(resource::list_labelled(docker, &filters)
+    let start_of = |pid: u32| owner::process_start(pid);
+    Ok(removal::list_labelled(docker, &filters)
         .await?
         .into_iter()
         .map(|r| {
@@ -101,7 +102,7 @@ pub(crate) async fn remove_orphans(docker: &Docker, all: Vec<Leftover>) -> Sweep
             Verdict::Orphan => orphans.push(l.resource),
         }
     }
-    report.failed = resource::remove_in_order(docker, &orphans).await;
+    report.failed = removal::remove_in_order(docker, &orphans).await;
     report.removed = orphans.into_iter().filter(|r| !report.failed.iter().any(|f| f.name == r.name)).collect();
     report
 }
@@ -112,7 +113,7 @@ pub async fn clean(extra: Vec<String>) -> Result<(Vec<Resource>, Vec<CleanupFail
     blocking::run(async move {
         let docker = docker::client().await?;
         let all: Vec<Resource> = survey_with(&docker, &extra).await?.into_iter().map(|l| l.resource).collect();
-        let failed = resource::remove_in_order(&docker, &all).await;
+        let failed = removal::remove_in_order(&docker, &all).await;
         let removed = all.into_iter().filter(|r| !failed.iter().any(|f| f.name == r.name)).collect();
         Ok((removed, failed))
     })

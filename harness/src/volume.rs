@@ -1,16 +1,21 @@
-//! Volumes: a spec, its guard, and creation.
+//! Volumes: a spec, its guard, creation, and seeding a new volume from a host directory.
+//!
+//! Seeding runs a container, so this module builds on `container`, never the other way
+//! round: even `ContainerSpec::with_volume` is written here.
 
 use std::collections::HashMap;
 use std::fmt;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use bollard::models::VolumeCreateRequest;
 
-use crate::context::Inner;
+use crate::container::{self, ContainerSpec};
 use crate::error::{Error, Result};
 use crate::guard::Armed;
 use crate::resource::{Kind, Resource};
-use crate::{blocking, docker, naming};
+use crate::scope::Scope;
+use crate::{blocking, docker, engine};
 
 /// What volume to create.
 #[must_use]
@@ -18,7 +23,7 @@ use crate::{blocking, docker, naming};
 pub struct VolumeSpec {
     logical: String,
     labels: HashMap<String, String>,
-    pub(crate) seed: Option<std::path::PathBuf>,
+    seed: Option<PathBuf>,
 }
 
 impl VolumeSpec {
@@ -37,7 +42,7 @@ impl VolumeSpec {
     /// files from the test's fixtures. Done through a short-lived container of the session
     /// image that is created but never started, so seeding counts one container against the
     /// test's budget.
-    pub fn with_seed(mut self, host_dir: impl Into<std::path::PathBuf>) -> Self {
+    pub fn with_seed(mut self, host_dir: impl Into<PathBuf>) -> Self {
         self.seed = Some(host_dir.into());
         self
     }
@@ -48,7 +53,7 @@ impl VolumeSpec {
 /// # Resource leaking
 /// As for [`crate::TestContext`]: a killed process cannot run Drop; the sweep covers it.
 pub struct VolumeGuard {
-    pub(crate) armed: Armed,
+    armed: Armed,
     logical: String,
 }
 
@@ -69,7 +74,9 @@ impl VolumeGuard {
         &self.logical
     }
 
-    /// Removes the volume now, waiting until Docker confirms it is gone.
+    /// Removes the volume now, waiting until Docker confirms it is gone. Drop does nothing
+    /// afterwards, whatever the answer: a volume that could not be removed is left to the
+    /// context's teardown.
     ///
     /// # Errors
     /// [`Error::Docker`] when Docker refuses (e.g. a container still uses it).
@@ -89,19 +96,50 @@ impl VolumeGuard {
     }
 }
 
-pub(crate) async fn create(ctx: Arc<Inner>, spec: VolumeSpec) -> Result<VolumeGuard> {
+impl VolumeSpec {
+    /// The host directory to seed the volume from, if any.
+    pub(crate) fn seed(&self) -> Option<&Path> {
+        self.seed.as_deref()
+    }
+}
+
+impl ContainerSpec {
+    /// Mounts a volume of the context at `target`.
+    pub fn with_volume(self, volume: &VolumeGuard, target: impl Into<String>) -> Self {
+        self.with_mount(volume.name(), target)
+    }
+}
+
+pub(crate) async fn create(scope: Arc<Scope>, spec: VolumeSpec) -> Result<VolumeGuard> {
     blocking::run(async move {
-        let name = naming::resource_name(&ctx.prefix, &spec.logical);
+        let name = scope.name_for(&spec.logical);
         let req = VolumeCreateRequest {
             name: Some(name.clone()),
             driver: Some("local".into()),
-            labels: Some(ctx.labels_for_new(&spec.labels)),
+            labels: Some(scope.labels_for_new(&spec.labels)),
             ..Default::default()
         };
         let docker = docker::client().await?;
         let v = docker.create_volume(req).await.map_err(|e| Error::docker(format!("create volume {name}"), e))?;
-        let res = Resource { kind: Kind::Volume, id: v.name.clone(), name: v.name, labels: HashMap::new() };
-        Ok(VolumeGuard { armed: Armed::new(res, ctx), logical: spec.logical })
+        let res = Resource::new(Kind::Volume, v.name.clone(), v.name);
+        Ok(VolumeGuard { armed: Armed::new(res, scope), logical: spec.logical })
     })
     .await
+}
+
+/// Copies a host directory into a new volume through a short-lived container of `image`,
+/// one of the scope's (so it counts against the test's budget and goes at its teardown
+/// whatever happens here).
+pub(crate) async fn seed(scope: Arc<Scope>, volume: &VolumeGuard, dir: &Path, image: String) -> Result<()> {
+    let seeder = ContainerSpec::new(format!("{}-seed", volume.logical_name())).with_volume(volume, "/seed");
+    if blocking::run(engine::current()).await?.copies_into_created_mounts() {
+        // The seeding container never has to run.
+        let spec = seeder.with_cmd(["true"]).with_copy(dir, "/seed").created_only();
+        container::create_for_scope(scope, spec, image).await?.remove().await
+    } else {
+        let spec = seeder.with_cmd(["sleep", "3600"]);
+        let c = container::create_for_scope(scope, spec, image).await?;
+        c.copy_in(dir, "/seed", None).await?;
+        c.remove().await
+    }
 }

@@ -22,8 +22,9 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use crate::labels::{self, Owner};
-use crate::{blocking, docker, session, sweep};
+use crate::error::Result;
+use crate::owner::{self, Owner};
+use crate::{blocking, docker, labels, session, sweep};
 
 /// Set (to the session ID) in the environment of a process that is to be the watcher.
 pub(crate) const ENV: &str = "DOCKER_HARNESS_WATCHER";
@@ -38,10 +39,6 @@ const IDLE_LIMIT: Duration = Duration::from_secs(60);
 struct Record {
     pid: u32,
     start: u64,
-}
-
-fn alive(o: &Owner) -> bool {
-    labels::process_start(o.pid) == Some(o.start)
 }
 
 fn owner_file_name(o: &Owner) -> String {
@@ -88,14 +85,14 @@ fn register_and_start() -> std::io::Result<()> {
     lock.lock()?; // held only while checking and starting: a few milliseconds
     let record = dir.join("watcher.json");
     if let Some(r) = read_record(&record) {
-        if labels::process_start(r.pid) == Some(r.start) {
+        if owner::process_start(r.pid) == Some(r.start) {
             return Ok(());
         }
     }
     let log = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("watcher.log"))?;
     let mut cmd = Command::new(std::env::current_exe()?);
     cmd.env(ENV, sess.id())
-        .env(RUNNER_ENV, crate::shared::runner().to_string())
+        .env(RUNNER_ENV, owner::runner().to_string())
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log);
@@ -103,7 +100,7 @@ fn register_and_start() -> std::io::Result<()> {
     // Ctrl-C goes to the foreground group; neither is the watcher's business.
     std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
     let child = cmd.spawn()?;
-    let start = labels::process_start(child.id()).unwrap_or(0);
+    let start = owner::process_start(child.id()).unwrap_or(0);
     session::write_json(&record, &Record { pid: child.id(), start }).map_err(std::io::Error::other)?;
     Ok(())
 }
@@ -136,10 +133,10 @@ fn say(msg: &str) {
     eprintln!("docker-harness watcher [{}]: {msg}", labels::unix_now());
 }
 
-async fn watch(session_id: String, dir: PathBuf, runner: Option<Owner>) -> crate::Result<()> {
+async fn watch(session_id: String, dir: PathBuf, runner: Option<Owner>) -> Result<()> {
     let docker = docker::client().await?;
     let filter = vec![format!("{}={session_id}", labels::SESSION)];
-    let host = labels::hostname();
+    let host = owner::hostname();
     let mut known: HashSet<Owner> = HashSet::new();
     let mut last_survey: Option<Instant> = None;
     let mut idle_since = Instant::now();
@@ -149,28 +146,23 @@ async fn watch(session_id: String, dir: PathBuf, runner: Option<Owner>) -> crate
                 known.insert(o);
             }
         }
-        let someone_died = known.iter().any(|o| !alive(o));
+        let someone_died = known.iter().any(|o| !o.alive());
         if someone_died || last_survey.is_none_or(|t| t.elapsed() >= SURVEY_EVERY) {
             last_survey = Some(Instant::now());
             let leftovers = sweep::survey_with(&docker, &filter).await?;
-            for l in &leftovers {
-                let judge = if l.resource.labels.contains_key(labels::SHARED) { labels::RUNNER } else { labels::OWNER };
-                if let Some(o) = l.resource.labels.get(judge).and_then(|o| Owner::parse(o)) {
-                    if o.host == host {
-                        known.insert(o);
-                    }
-                }
-            }
+            known.extend(
+                leftovers.iter().filter_map(|l| labels::judged_by(&l.resource.labels)).filter(|o| o.host == host),
+            );
             let report = sweep::remove_orphans(&docker, leftovers).await;
             if !report.removed.is_empty() || !report.failed.is_empty() {
                 say(&report.summary());
             }
-            for o in known.iter().filter(|o| !alive(o)) {
+            for o in known.iter().filter(|o| !o.alive()) {
                 let _ = std::fs::remove_file(dir.join("owners").join(owner_file_name(o)));
             }
-            known.retain(alive);
+            known.retain(Owner::alive);
             let live_resources = report.owned + report.kept > 0;
-            let runner_alive = runner.as_ref().is_some_and(alive);
+            let runner_alive = runner.as_ref().is_some_and(Owner::alive);
             if !runner_alive && known.is_empty() {
                 // The session is over: what is left of it (its shared resources, judged by
                 // the runner) was just removed as orphans.
@@ -203,7 +195,7 @@ mod tests {
 
     #[test]
     fn this_process_is_alive_and_a_made_up_one_is_not() {
-        assert!(alive(Owner::current()));
-        assert!(!alive(&Owner { host: "h".into(), pid: Owner::current().pid, start: Owner::current().start + 1 }));
+        assert!(Owner::current().alive());
+        assert!(!Owner { host: "h".into(), pid: Owner::current().pid, start: Owner::current().start + 1 }.alive());
     }
 }

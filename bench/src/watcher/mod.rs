@@ -81,7 +81,7 @@ pub(crate) async fn phase(b: &Bench, r: &mut Report) -> Result<()> {
     let _ = std::fs::copy(sess_dir.join("watcher.log"), out_path().with_file_name("watcher.log"));
     let _ = std::fs::remove_dir_all(&state_root);
     let (out, runner_gone_at) = res?;
-    report::report(r, &out, exit, runner_gone_at)
+    report::report(r, &out, &exit, runner_gone_at)
 }
 
 /// Starts the runner and waits for its one JSON line. Returns it and when the runner was

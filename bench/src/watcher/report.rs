@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 use super::{Exit, EXIT_LIMIT, EXIT_TARGET_S, TARGET, TRIAL_LIMIT};
 use crate::stats::{Op, Report, Samples};
 
-pub(super) fn report(r: &mut Report, out: &Value, exit: Exit, runner_gone_at: Instant) -> Result<()> {
+pub(super) fn report(r: &mut Report, out: &Value, exit: &Exit, runner_gone_at: Instant) -> Result<()> {
     let trials = out["trials"].as_array().cloned().unwrap_or_default();
     let series = |key: &str| Samples(trials.iter().filter_map(|t| t[key].as_f64()).collect());
     let total = series("kill_to_404_ms");

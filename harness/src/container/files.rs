@@ -12,9 +12,8 @@ use bollard::query_parameters::{DownloadFromContainerOptions, UploadToContainerO
 use bollard::Docker;
 use futures_util::StreamExt;
 
-use crate::container::{ContainerGuard, ContainerSpec};
 use crate::error::{Error, Result};
-use crate::{blocking, docker};
+use crate::labels;
 
 /// What to copy into a container: bytes, or a file or directory on the host.
 #[derive(Clone, PartialEq, Eq)]
@@ -86,127 +85,55 @@ impl FileSpec {
     }
 }
 
-impl ContainerSpec {
-    /// Copies a file into the container between its creation and its start: bytes (a
-    /// `Vec<u8>`, `&[u8]`, `b"…"` or a `String`) or a host path (a file, or a directory copied
-    /// whole). `target` is the absolute path it gets in the container; missing parent
-    /// directories are created. `mode` applies to a single file (bytes or a host file); a
-    /// directory keeps the modes it has on the host.
-    pub fn with_file(mut self, source: impl Into<FileSource>, target: impl Into<String>, mode: u32) -> Self {
-        self.files.push(FileSpec { source: source.into(), target: target.into(), mode: Some(mode) });
-        self
+/// The contents of one regular file in the container.
+pub(crate) async fn copy_out_bytes(docker: &Docker, id: &str, name: &str, path: &str) -> Result<Vec<u8>> {
+    let tar = download(docker, id, name, path).await?;
+    let err = |reason: String| Error::Copy {
+        action: "copy a file out".into(),
+        container: name.to_string(),
+        path: path.to_string(),
+        reason,
+    };
+    let mut archive = tar::Archive::new(&tar[..]);
+    let mut entries = archive.entries().map_err(|e| err(e.to_string()))?;
+    let mut entry = match entries.next() {
+        Some(e) => e.map_err(|e| err(e.to_string()))?,
+        None => return Err(err("Docker sent an empty archive".into())),
+    };
+    if !entry.header().entry_type().is_file() {
+        return Err(err(format!(
+            "it is a {:?}, not a regular file; copy it with copy_out_to(path, local_dir)",
+            entry.header().entry_type()
+        )));
     }
-
-    /// Copies a host file or directory into the container before its start, keeping modes.
-    pub fn with_copy(mut self, host_path: impl Into<PathBuf>, target: impl Into<String>) -> Self {
-        self.files.push(FileSpec { source: FileSource::Path(host_path.into()), target: target.into(), mode: None });
-        self
-    }
+    let mut bytes = Vec::new();
+    entry.read_to_end(&mut bytes).map_err(|e| err(e.to_string()))?;
+    Ok(bytes)
 }
 
-impl ContainerGuard {
-    /// Copies bytes or a host file or directory into the (created or running) container at
-    /// the absolute path `target`. `mode` is the mode of a single file; `None` keeps the host
-    /// file's mode (0644 for bytes). A directory keeps its modes.
-    ///
-    /// # Errors
-    /// [`Error::Copy`] when the source cannot be read or the target is not absolute;
-    /// [`Error::Docker`] when Docker refuses.
-    ///
-    /// # Example
-    /// ```no_run
-    /// # use docker_harness::ContainerGuard;
-    /// # async fn f(c: ContainerGuard) -> docker_harness::Result<()> {
-    /// c.copy_in(b"port = 8080\n", "/etc/app/app.toml", Some(0o600)).await?;
-    /// let back = c.copy_out_bytes("/etc/app/app.toml").await?;
-    /// assert_eq!(back, b"port = 8080\n");
-    /// # Ok(()) }
-    /// ```
-    pub async fn copy_in(
-        &self,
-        source: impl Into<FileSource>,
-        target: impl Into<String>,
-        mode: Option<u32>,
-    ) -> Result<()> {
-        copy_in_id(self.id(), self.name(), FileSpec { source: source.into(), target: target.into(), mode }).await
-    }
-
-    /// The contents of one file in the container.
-    ///
-    /// # Errors
-    /// [`Error::Docker`] (404) when there is no such path; [`Error::Copy`] when it is not a
-    /// regular file (copy a directory with [`copy_out_to`](Self::copy_out_to)).
-    pub async fn copy_out_bytes(&self, path: impl Into<String>) -> Result<Vec<u8>> {
-        copy_out_bytes_id(self.id(), self.name(), path.into()).await
-    }
-
-    /// Copies a file or directory of the container into the host directory `local_dir`
-    /// (created if missing), keeping modes; returns the path of the copy
-    /// (`local_dir/<last component of path>`).
-    ///
-    /// # Errors
-    /// [`Error::Docker`] (404) when there is no such path; [`Error::Copy`] when the local
-    /// directory cannot be written.
-    pub async fn copy_out_to(&self, path: impl Into<String>, local_dir: impl Into<PathBuf>) -> Result<PathBuf> {
-        copy_out_to_id(self.id(), self.name(), path.into(), local_dir.into()).await
-    }
-}
-
-pub(crate) async fn copy_in_id(id: &str, name: &str, spec: FileSpec) -> Result<()> {
-    let (id, name) = (id.to_string(), name.to_string());
-    blocking::run(async move { upload_all(&docker::client().await?, &id, &name, std::slice::from_ref(&spec)).await })
-        .await
-}
-
-pub(crate) async fn copy_out_bytes_id(id: &str, name: &str, path: String) -> Result<Vec<u8>> {
-    let (id, name) = (id.to_string(), name.to_string());
-    blocking::run(async move {
-        let tar = download(&docker::client().await?, &id, &name, &path).await?;
-        let err = |reason: String| Error::Copy {
-            action: "copy a file out".into(),
-            container: name.clone(),
-            path: path.clone(),
-            reason,
-        };
-        let mut archive = tar::Archive::new(&tar[..]);
-        let mut entries = archive.entries().map_err(|e| err(e.to_string()))?;
-        let mut entry = match entries.next() {
-            Some(e) => e.map_err(|e| err(e.to_string()))?,
-            None => return Err(err("Docker sent an empty archive".into())),
-        };
-        if !entry.header().entry_type().is_file() {
-            return Err(err(format!(
-                "it is a {:?}, not a regular file; copy it with copy_out_to(path, local_dir)",
-                entry.header().entry_type()
-            )));
-        }
-        let mut bytes = Vec::new();
-        entry.read_to_end(&mut bytes).map_err(|e| err(e.to_string()))?;
-        Ok(bytes)
-    })
-    .await
-}
-
-pub(crate) async fn copy_out_to_id(id: &str, name: &str, path: String, local_dir: PathBuf) -> Result<PathBuf> {
-    let (id, name) = (id.to_string(), name.to_string());
-    blocking::run(async move {
-        let tar = download(&docker::client().await?, &id, &name, &path).await?;
-        let err = |reason: String| Error::Copy {
-            action: format!("copy {path} out into {}", local_dir.display()),
-            container: name.clone(),
-            path: path.clone(),
-            reason,
-        };
-        std::fs::create_dir_all(&local_dir).map_err(|e| err(e.to_string()))?;
-        let mut archive = tar::Archive::new(&tar[..]);
-        archive.set_preserve_permissions(true);
-        // Ownership stays the caller's: container UIDs mean nothing on the host.
-        archive.set_preserve_ownerships(false);
-        archive.unpack(&local_dir).map_err(|e| err(e.to_string()))?;
-        let base = Path::new(&path).file_name().map(PathBuf::from).unwrap_or_default();
-        Ok(local_dir.join(base))
-    })
-    .await
+/// A file or directory of the container unpacked into `local_dir`; returns the copy's path.
+pub(crate) async fn copy_out_to(
+    docker: &Docker,
+    id: &str,
+    name: &str,
+    path: &str,
+    local_dir: &Path,
+) -> Result<PathBuf> {
+    let tar = download(docker, id, name, path).await?;
+    let err = |reason: String| Error::Copy {
+        action: format!("copy {path} out into {}", local_dir.display()),
+        container: name.to_string(),
+        path: path.to_string(),
+        reason,
+    };
+    std::fs::create_dir_all(local_dir).map_err(|e| err(e.to_string()))?;
+    let mut archive = tar::Archive::new(&tar[..]);
+    archive.set_preserve_permissions(true);
+    // Ownership stays the caller's: container UIDs mean nothing on the host.
+    archive.set_preserve_ownerships(false);
+    archive.unpack(local_dir).map_err(|e| err(e.to_string()))?;
+    let base = Path::new(path).file_name().map(PathBuf::from).unwrap_or_default();
+    Ok(local_dir.join(base))
 }
 
 async fn download(docker: &Docker, id: &str, name: &str, path: &str) -> Result<Vec<u8>> {
@@ -250,7 +177,7 @@ pub(crate) async fn upload_all(docker: &Docker, id: &str, name: &str, files: &[F
 
 /// The archive path of an absolute container path (`/www/index.html` → `www/index.html`).
 /// Refuses relative paths and `..`, which would land somewhere the caller did not say.
-pub(crate) fn archive_path(target: &str) -> std::result::Result<PathBuf, String> {
+fn archive_path(target: &str) -> std::result::Result<PathBuf, String> {
     let p = Path::new(target);
     if !p.is_absolute() {
         return Err(format!("the target {target:?} must be an absolute path in the container"));
@@ -293,7 +220,7 @@ fn header(kind: tar::EntryType, size: u64, mode: u32) -> tar::Header {
     // Root-owned in the container, whoever runs the tests on the host.
     h.set_uid(0);
     h.set_gid(0);
-    h.set_mtime(crate::labels::unix_now());
+    h.set_mtime(labels::unix_now());
     h
 }
 

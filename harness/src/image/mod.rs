@@ -1,6 +1,8 @@
 //! The session image: resolved (and pulled if need be) once per session across every test
 //! process, through a mirror when one is set, and checked unchanged by every context.
 
+mod reference;
+
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
@@ -9,9 +11,11 @@ use bollard::Docker;
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 
+use self::reference::{mirrored, split_tag};
 use crate::config::{settings, PullPolicy};
-use crate::error::{is_404, Error, Result};
-use crate::{blocking, docker, session};
+use crate::engine::{self, is_404};
+use crate::error::{Error, Result};
+use crate::{blocking, docker, labels, naming, session};
 
 /// The session image as resolved: the reference containers use and the image ID it
 /// pointed at when the session resolved it.
@@ -25,6 +29,7 @@ pub struct SessionImage {
 
 /// One real pull, as recorded in the session's `pulls.jsonl`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct PullRecord {
     /// The reference the tests use.
     pub image: String,
@@ -78,7 +83,7 @@ pub(crate) async fn session_image_checked() -> Result<SessionImage> {
 async fn resolve_once() -> Result<SessionImage> {
     let s = settings()?;
     let sess = session::current()?;
-    let key = format!("image-{}", crate::naming::sanitize(&s.image));
+    let key = format!("image-{}", naming::sanitize(&s.image));
     let failed = sess.state_dir().join(format!("{key}.failed.json"));
     if let Some(e) = recent_failure(&failed, &s.image) {
         return Err(e);
@@ -89,7 +94,8 @@ async fn resolve_once() -> Result<SessionImage> {
         if let Err(Error::ImagePull { source_ref, message, .. }) = &r {
             // Said once for every process waiting behind this one: they fail at once with the
             // same answer instead of each repeating the retries.
-            let record = FailedPull { source_ref: source_ref.clone(), message: message.clone(), at: unix_now() };
+            let record =
+                FailedPull { source_ref: source_ref.clone(), message: message.clone(), at: labels::unix_now() };
             let _ = session::write_json(&failed, &record);
         }
         r
@@ -111,13 +117,9 @@ struct FailedPull {
     at: u64,
 }
 
-fn unix_now() -> u64 {
-    crate::labels::unix_now()
-}
-
 fn recent_failure(path: &std::path::Path, image: &str) -> Option<Error> {
     let f: FailedPull = serde_json::from_slice(&std::fs::read(path).ok()?).ok()?;
-    let age = unix_now().saturating_sub(f.at);
+    let age = labels::unix_now().saturating_sub(f.at);
     (age < FAILURE_MEMORY_SECS).then(|| Error::ImagePull {
         image: image.to_string(),
         source_ref: f.source_ref,
@@ -163,19 +165,9 @@ async fn resolve(docker: &Docker, image: &str, policy: PullPolicy, mirror: Optio
     // A digest reference cannot be tagged; containers then use the mirror's reference.
     let reference = if source != image && !image.contains('@') {
         let (repo, tag) = split_tag(image);
-        // Podman takes a short repository name for one its local image already answers to
-        // (it matches the mirror's tag by its last path parts), answers 201 and tags
-        // nothing; untagging the mirror's reference would then delete the image. The
-        // fully qualified Hub name is tagged for real.
-        let qualified;
-        let repo = if crate::engine::current().await? == crate::engine::Engine::Podman {
-            qualified = hub_qualified(repo);
-            qualified.as_str()
-        } else {
-            repo
-        };
+        let repo = engine::current().await?.hub_tag_repository(repo);
         docker
-            .tag_image(&source, Some(TagImageOptions { repo: Some(repo.to_string()), tag: Some(tag.to_string()) }))
+            .tag_image(&source, Some(TagImageOptions { repo: Some(repo), tag: Some(tag.to_string()) }))
             .await
             .map_err(|e| Error::docker(format!("tag {source} as {image}"), e))?;
         // Only the mirror's tag goes; the image stays under the reference the tests use.
@@ -287,7 +279,7 @@ async fn pull(docker: &Docker, source: &str) -> std::result::Result<(), String> 
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum PullFailure {
+enum PullFailure {
     /// Worth another try: the link or the registry had a moment.
     Transient,
     /// The registry says the image does not exist (or is not ours to see).
@@ -296,7 +288,7 @@ pub(crate) enum PullFailure {
     Other,
 }
 
-pub(crate) fn classify_pull_error(msg: &str) -> PullFailure {
+fn classify_pull_error(msg: &str) -> PullFailure {
     let m = msg.to_ascii_lowercase();
     let any = |needles: &[&str]| needles.iter().any(|n| m.contains(n));
     if any(&["not found", "manifest unknown", "pull access denied", "repository does not exist", "http 404"]) {
@@ -323,84 +315,9 @@ pub(crate) fn classify_pull_error(msg: &str) -> PullFailure {
     }
 }
 
-/// `alpine:3.19.1` through mirror `m` is `m/library/alpine:3.19.1`, the path pull-through
-/// caches serve. A reference that names another registry is not mirrored.
-pub(crate) fn mirrored(image: &str, mirror: &str) -> Option<String> {
-    let image = image.strip_prefix("docker.io/").or_else(|| image.strip_prefix("index.docker.io/")).unwrap_or(image);
-    let first = image.split('/').next().unwrap_or("");
-    let has_registry = image.contains('/') && (first.contains('.') || first.contains(':') || first == "localhost");
-    if has_registry {
-        return None;
-    }
-    if image.contains('/') {
-        Some(format!("{mirror}/{image}"))
-    } else {
-        Some(format!("{mirror}/library/{image}"))
-    }
-}
-
-/// A Docker Hub repository written out in full: `alpine` is `docker.io/library/alpine`,
-/// `someone/tool` is `docker.io/someone/tool`. Only called for references that are mirrored,
-/// which name no registry of their own.
-pub(crate) fn hub_qualified(repo: &str) -> String {
-    let repo = repo.strip_prefix("docker.io/").or_else(|| repo.strip_prefix("index.docker.io/")).unwrap_or(repo);
-    if repo.contains('/') {
-        format!("docker.io/{repo}")
-    } else {
-        format!("docker.io/library/{repo}")
-    }
-}
-
-/// Splits `repo:tag` or `repo@digest` into the repository and the tag or digest (`latest`
-/// when there is neither). A `:` inside a registry's `host:port` is not a tag.
-pub(crate) fn split_tag(reference: &str) -> (&str, &str) {
-    if let Some((repo, digest)) = reference.split_once('@') {
-        return (repo, digest);
-    }
-    let last_slash = reference.rfind('/').map_or(0, |i| i + 1);
-    match reference[last_slash..].rfind(':') {
-        Some(i) => (&reference[..last_slash + i], &reference[last_slash + i + 1..]),
-        None => (reference, "latest"),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn hub_references_go_through_the_mirror_library_path() {
-        assert_eq!(mirrored("alpine:3.19.1", "m:5000").as_deref(), Some("m:5000/library/alpine:3.19.1"));
-        assert_eq!(
-            mirrored("docker.io/library/alpine:3.19.1", "m:5000").as_deref(),
-            Some("m:5000/library/alpine:3.19.1")
-        );
-        assert_eq!(mirrored("someone/tool:1", "m:5000").as_deref(), Some("m:5000/someone/tool:1"));
-        assert_eq!(mirrored("alpine@sha256:abc", "m:5000").as_deref(), Some("m:5000/library/alpine@sha256:abc"));
-    }
-
-    #[test]
-    fn references_to_other_registries_are_not_mirrored() {
-        assert_eq!(mirrored("ghcr.io/org/img:1", "m:5000"), None);
-        assert_eq!(mirrored("127.0.0.1:5055/library/x:1", "m:5000"), None);
-        assert_eq!(mirrored("localhost/x:1", "m:5000"), None);
-    }
-
-    #[test]
-    fn hub_repositories_are_written_out_in_full_for_podman() {
-        assert_eq!(hub_qualified("docker-harness-standin"), "docker.io/library/docker-harness-standin");
-        assert_eq!(hub_qualified("docker.io/library/alpine"), "docker.io/library/alpine");
-        assert_eq!(hub_qualified("someone/tool"), "docker.io/someone/tool");
-    }
-
-    #[test]
-    fn tags_digests_and_ports_split_apart() {
-        assert_eq!(split_tag("alpine:3.19.1"), ("alpine", "3.19.1"));
-        assert_eq!(split_tag("alpine"), ("alpine", "latest"));
-        assert_eq!(split_tag("127.0.0.1:5055/library/x"), ("127.0.0.1:5055/library/x", "latest"));
-        assert_eq!(split_tag("127.0.0.1:5055/library/x:1.0"), ("127.0.0.1:5055/library/x", "1.0"));
-        assert_eq!(split_tag("alpine@sha256:abcd"), ("alpine", "sha256:abcd"));
-    }
 
     #[test]
     fn a_missing_tag_is_not_retried_but_a_rate_limit_is() {

@@ -9,9 +9,11 @@ use std::time::Duration;
 use bollard::models::{PortBinding, PortMap};
 use bollard::query_parameters::InspectContainerOptions;
 
-use crate::container::{ContainerGuard, ContainerSpec};
+use bollard::Docker;
+
+use crate::docker;
+use crate::engine;
 use crate::error::{Error, Result};
-use crate::{blocking, docker};
 
 /// Loopback only: a test's service has no business on the machine's other interfaces.
 const HOST_IP: &str = "127.0.0.1";
@@ -28,40 +30,7 @@ fn bind_ip() -> &'static str {
     }
 }
 
-impl ContainerSpec {
-    /// Publishes a TCP port of the container on `127.0.0.1` at a port Docker picks; find
-    /// it with [`ContainerGuard::host_port`]. With a `DOCKER_HOST` on another machine it is
-    /// published on that machine's interfaces instead, reached at [`crate::host_address`].
-    pub fn with_exposed_port(mut self, container_port: u16) -> Self {
-        if !self.ports.contains(&container_port) {
-            self.ports.push(container_port);
-        }
-        self
-    }
-}
-
-impl ContainerGuard {
-    /// The host port (on `127.0.0.1`, or on [`crate::host_address`] for a remote daemon)
-    /// that a published container port is bound to.
-    ///
-    /// # Errors
-    /// [`Error::PortNotPublished`] when the port was not published with
-    /// [`ContainerSpec::with_exposed_port`] or the container is not running.
-    ///
-    /// # Example
-    /// ```no_run
-    /// # use docker_harness::ContainerGuard;
-    /// # async fn f(web: ContainerGuard) -> docker_harness::Result<()> {
-    /// let port = web.host_port(8080).await?;
-    /// let url = format!("http://127.0.0.1:{port}/");
-    /// # Ok(()) }
-    /// ```
-    pub async fn host_port(&self, container_port: u16) -> Result<u16> {
-        host_port_of(self.id(), self.name(), container_port).await
-    }
-}
-
-pub(crate) fn key(port: u16) -> String {
+fn key(port: u16) -> String {
     format!("{port}/tcp")
 }
 
@@ -100,43 +69,34 @@ fn host_port_on(ports: &PortMap, container_port: u16, host_ip: &str) -> Option<u
         .filter(|p| *p != 0)
 }
 
-pub(crate) async fn host_port_of(id: &str, name: &str, container_port: u16) -> Result<u16> {
-    let (id, name) = (id.to_string(), name.to_string());
-    blocking::run(async move {
-        let docker = docker::client().await?;
-        let not_published =
-            |reason: String| Error::PortNotPublished { container: name.clone(), port: container_port, reason };
-        // The mapping is filled in as the container starts; right after a start it can lag.
-        let mut last = String::new();
-        for pause in [0u64, 20, 50, 100, 200, 400, 800, 1000] {
-            tokio::time::sleep(Duration::from_millis(pause)).await;
-            let info = docker
-                .inspect_container(&id, None::<InspectContainerOptions>)
-                .await
-                .map_err(|e| Error::docker(format!("inspect container {name} for its ports"), e))?;
-            let requested = info
-                .host_config
-                .as_ref()
-                .and_then(|h| h.port_bindings.as_ref())
-                .is_some_and(|b| b.contains_key(&key(container_port)));
-            if !requested {
-                return Err(not_published("it was not published".into()));
-            }
-            if let Some(p) = info
-                .network_settings
-                .as_ref()
-                .and_then(|n| n.ports.as_ref())
-                .and_then(|p| host_port_in(p, container_port))
-            {
-                return Ok(p);
-            }
-            let running = info.state.as_ref().and_then(|s| s.running).unwrap_or(false);
-            last =
-                if running { "Docker has not assigned one yet".into() } else { "the container is not running".into() };
+/// The host port bound to a published container port. The mapping is filled in as the
+/// container starts, so right after a start it is asked again for a moment.
+pub(crate) async fn host_port(docker: &Docker, id: &str, name: &str, container_port: u16) -> Result<u16> {
+    let not_published =
+        |reason: String| Error::PortNotPublished { container: name.to_string(), port: container_port, reason };
+    let mut last = String::new();
+    for pause in [0u64, 20, 50, 100, 200, 400, 800, 1000] {
+        tokio::time::sleep(Duration::from_millis(pause)).await;
+        let info = engine::past_stopped(|| docker.inspect_container(id, None::<InspectContainerOptions>))
+            .await
+            .map_err(|e| Error::docker(format!("inspect container {name} for its ports"), e))?;
+        let requested = info
+            .host_config
+            .as_ref()
+            .and_then(|h| h.port_bindings.as_ref())
+            .is_some_and(|b| b.contains_key(&key(container_port)));
+        if !requested {
+            return Err(not_published("it was not published".into()));
         }
-        Err(not_published(last))
-    })
-    .await
+        if let Some(p) =
+            info.network_settings.as_ref().and_then(|n| n.ports.as_ref()).and_then(|p| host_port_in(p, container_port))
+        {
+            return Ok(p);
+        }
+        let running = info.state.as_ref().and_then(|s| s.running).unwrap_or(false);
+        last = if running { "Docker has not assigned one yet".into() } else { "the container is not running".into() };
+    }
+    Err(not_published(last))
 }
 
 #[cfg(test)]
