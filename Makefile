@@ -1,20 +1,56 @@
 # Entry points for developers and CI (.ci/run runs `make test`).
 #
-# Test runs that need a base image go through fixtures/with-image.sh, which
+# Test runs that need a base image go through scripts/with-image.sh, which
 # checks the daemon and, on machines that cannot pull alpine:3.19.1, serves
-# an offline stand-in image from a loopback registry (see fixtures/).
+# an offline stand-in image from a loopback registry. scripts/ holds what
+# orchestrates runs (sharing scripts/lib.sh); fixtures/ only recipes and data
+# (the stand-in's Dockerfile, the registry's config, the seed files).
 
 SHELL := bash
 .SHELLFLAGS := -euo pipefail -c
 .DEFAULT_GOAL := test
 .DELETE_ON_ERROR:
 
-WITH_IMAGE := fixtures/with-image.sh
-CANARY := fixtures/canary.sh
-PODMAN := fixtures/podman.sh
+WITH_IMAGE := scripts/with-image.sh
+CANARY := scripts/canary.sh
+PODMAN := scripts/podman.sh
 # Steps of `make test`, in order; append new ones here. `leftovers` always
-# runs last, even after a failed step.
-TEST_STEPS := unit e2e audit e2e-concurrent e2e-cold doctest e2e-shared e2e-remote e2e-shards podman-smoke
+# runs last, even after a failed step. Each step's wall time is printed after
+# it, and a table of all of them with the total at the end.
+TEST_STEPS := lint unit e2e audit e2e-concurrent e2e-cold doctest e2e-shared e2e-remote e2e-shards podman-smoke
+
+# Slow or special e2e test binaries (builds, compose, TLS, namespaces, chaos, faults):
+# each runs in a step of its own, and is left out of every step that re-runs the suite
+# (e2e, audit, e2e-concurrent, e2e-cold, e2e-shared, e2e-remote, e2e-shards,
+# podman-smoke, and e2e-podman through e2e). Names are nextest binary names: the
+# file names under e2e-tests/tests/ without .rs, space-separated, e.g.
+# `SPECIAL_BINARIES := compose tls`. Empty: nothing is left out.
+#
+# To give binaries such a step:
+#   1. add their names to SPECIAL_BINARIES;
+#   2. add a target that runs them with `special_step` (BINARIES[,NEXTEST ARGS], -j8
+#      unless given; nothing is left out there):
+#        # What it proves, in one line.
+#        e2e-compose: deps check-daemon
+#        	$(call special_step,compose)
+#   3. append the target to TEST_STEPS and .PHONY, and add its row to the README's table.
+# Recipes that run the suite pass $(SUITE_FILTER_ARGS), or $(call suite_filter,EXPR) for a
+# selection; scripts get the filterset as DH_SUITE_FILTER (see dh_suite_filter in
+# scripts/lib.sh). A special step that runs a script gives it `DH_SUITE_FILTER=`.
+SPECIAL_BINARIES :=
+empty :=
+space := $(empty) $(empty)
+# $(call binaries,compose tls) is the filterset 'binary(compose) | binary(tls)'.
+binaries = $(subst $(space), | ,$(patsubst %,binary(%),$(strip $(1))))
+# 'not (binary(compose) | binary(tls))', or nothing while the list is empty.
+SUITE_FILTER := $(if $(strip $(SPECIAL_BINARIES)),not ($(call binaries,$(SPECIAL_BINARIES))))
+export DH_SUITE_FILTER := $(SUITE_FILTER)
+# -E arguments for a run of EXPR (a nextest filterset; the whole suite without one), the
+# special binaries left out. One -E: nextest runs the union of several.
+suite_filter = $(if $(strip $(1)),-E '$(if $(SUITE_FILTER),($(strip $(1))) & ($(SUITE_FILTER)),$(strip $(1)))',$(if $(SUITE_FILTER),-E '$(SUITE_FILTER)'))
+SUITE_FILTER_ARGS := $(call suite_filter)
+# The recipe of a step of special binaries: $(call special_step,BINARIES[,NEXTEST ARGS]).
+special_step = @rc=0; $(WITH_IMAGE) cargo nextest run -p e2e-tests $(or $(2),-j8) -E '$(call binaries,$(1))' || rc=$$?; $(save_junit); exit $$rc
 
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
@@ -27,11 +63,19 @@ APT_PACKAGES := busybox-static docker-registry socat
 .PHONY: test deps check-daemon unit e2e audit e2e-concurrent e2e-cold doctest e2e-shared e2e-remote e2e-shards e2e-podman podman-smoke deps-podman leftovers fmt lint status reap clean bench
 
 test:
-	@failed=(); \
-	for step in $(TEST_STEPS); do \
-	  $(MAKE) --no-print-directory "$$step" || failed+=("$$step"); \
+	@steps=($(TEST_STEPS) leftovers); failed=(); secs=(); results=(); \
+	for step in "$${steps[@]}"; do \
+	  start=$$SECONDS; result=passed; \
+	  $(MAKE) --no-print-directory "$$step" || { result=FAILED; failed+=("$$step"); }; \
+	  secs+=($$((SECONDS - start))); results+=("$$result"); \
+	  echo "make test: $$step $${secs[-1]} s$$([[ $$result == passed ]] || echo ", $$result")"; \
 	done; \
-	$(MAKE) --no-print-directory leftovers || failed+=(leftovers); \
+	printf 'make test: %-18s %8s  %s\n' step time result; \
+	for i in "$${!steps[@]}"; do \
+	  printf 'make test: %-18s %6d s  %s\n' "$${steps[i]}" "$${secs[i]}" "$${results[i]}"; \
+	done; \
+	printf 'make test: %-18s %6d s  %s\n' total "$$SECONDS" \
+	  "$$(if (( $${#failed[@]} )); then echo "$${#failed[@]} failed"; else echo passed; fi)"; \
 	if (( $${#failed[@]} )); then echo "make test: failed: $${failed[*]}" >&2; exit 1; fi
 
 # Installs only what is missing, so a prepared machine needs no network.
@@ -47,54 +91,55 @@ deps:
 	@cargo nextest --version >/dev/null 2>&1 || cargo install cargo-nextest --locked
 
 check-daemon:
-	@fixtures/check-daemon.sh
+	@scripts/check-daemon.sh
 
+# The library's tests and the CLI's (package docker-harness-cli).
 unit: deps
-	rc=0; cargo nextest run -p docker-harness || rc=$$?; $(save_junit); exit $$rc
+	rc=0; cargo nextest run -p docker-harness -p docker-harness-cli || rc=$$?; $(save_junit); exit $$rc
 
 # The canary is removed even when the suite fails, and its check still runs
 # then: a failing suite that also deleted foreign resources should say so.
 e2e: deps check-daemon
 	$(CANARY) create
 	@rc=0; \
-	$(WITH_IMAGE) cargo nextest run -p e2e-tests -j8 || rc=$$?; \
+	$(WITH_IMAGE) cargo nextest run -p e2e-tests -j8 $(SUITE_FILTER_ARGS) || rc=$$?; \
 	$(save_junit); \
 	$(CANARY) check || { (( rc )) || rc=1; }; \
 	$(CANARY) remove; \
 	exit $$rc
 
-# The suite from a cold image cache, then a warm one: exactly one pull, then none.
 # The suite under an independent ledger of docker events: every container, network and
 # volume a session created was destroyed, and the numbers match what the tests declared.
 audit: deps check-daemon
 	cargo build -q -p e2e-tests --bins
 	rm -rf target/docker-harness/ledger
-	$(WITH_IMAGE) target/debug/ledger --state-dir target/docker-harness/ledger -- cargo nextest run -p e2e-tests -j8
+	$(WITH_IMAGE) target/debug/ledger --state-dir target/docker-harness/ledger -- cargo nextest run -p e2e-tests -j8 $(SUITE_FILTER_ARGS)
 
 # Two nextest runs of the suite at once against the same daemon, as two sessions.
 e2e-concurrent: deps check-daemon
-	$(WITH_IMAGE) fixtures/e2e-concurrent.sh
+	$(WITH_IMAGE) scripts/e2e-concurrent.sh
 
+# The suite from a cold image cache, then a warm one: exactly one pull, then none.
 e2e-cold: deps check-daemon
-	$(WITH_IMAGE) fixtures/e2e-cold.sh
+	$(WITH_IMAGE) scripts/e2e-cold.sh
 
 # The suite against a daemon reached over TCP, as a remote one is: a socat proxy on a free
 # loopback port stands in for the remote engine, stopped by its PID when the target ends.
 # With DOCKER_HOST=tcp://… already set, that daemon is used instead, as it is.
 e2e-remote: deps check-daemon
-	@rc=0; fixtures/e2e-remote.sh cargo nextest run -p e2e-tests -j8 || rc=$$?; $(save_junit); exit $$rc
+	@rc=0; scripts/e2e-remote.sh cargo nextest run -p e2e-tests -j8 $(SUITE_FILTER_ARGS) || rc=$$?; $(save_junit); exit $$rc
 
 # The suite as two CI shards (--partition count:1/2 and count:2/2) at once against the
 # same daemon: two sessions, both pass, nothing of either is left.
 e2e-shards: deps check-daemon
-	$(WITH_IMAGE) fixtures/e2e-shards.sh
+	$(WITH_IMAGE) scripts/e2e-shards.sh
 
 # One session-shared container for 17 tests under -j8: created exactly once (counted from
 # docker events), kept through every test's teardown, removed once the session is over.
 # Its session's pre-test check also removes the shared containers earlier steps' sessions
 # left (their runners are gone), so `leftovers` finds none.
 e2e-shared: deps check-daemon
-	$(WITH_IMAGE) fixtures/shared-count.sh
+	$(WITH_IMAGE) scripts/shared-count.sh
 
 # The e2e suite against Podman's Docker-compatible API instead of Docker, set up from
 # nothing: Debian's podman, `podman system service` on a unix socket under target/podman/
@@ -105,9 +150,9 @@ e2e-podman: deps-podman
 	@$(PODMAN) run $(MAKE) --no-print-directory e2e JUNIT_STEP=$@
 
 # A few binaries of the suite on Podman, so `make test` keeps the support from rotting.
-PODMAN_SMOKE := -E 'binary(isolation) | binary(cleanup) | binary(naming)'
+PODMAN_SMOKE := binary(isolation) | binary(cleanup) | binary(naming)
 podman-smoke: deps-podman
-	@rc=0; $(PODMAN) run $(WITH_IMAGE) cargo nextest run -p e2e-tests -j8 $(PODMAN_SMOKE) || rc=$$?; \
+	@rc=0; $(PODMAN) run $(WITH_IMAGE) cargo nextest run -p e2e-tests -j8 $(call suite_filter,$(PODMAN_SMOKE)) || rc=$$?; \
 	$(save_junit); exit $$rc
 
 deps-podman:
@@ -141,13 +186,14 @@ fmt:
 lint:
 	cargo clippy --workspace --all-targets -- -D warnings
 
-# The docker-harness CLI: what test runs left, and removing it (only ever resources
-# labelled docker-harness.managed). `make clean ARGS='--session ID'`, `--kept`, `--all`.
+# The docker-harness CLI (package docker-harness-cli): what test runs left, and removing
+# it (only ever resources labelled docker-harness.managed).
+# `make clean ARGS='--session ID'`, `--kept`, `--all`.
 status: check-daemon
-	cargo run -q -p docker-harness -- status
+	cargo run -q -p docker-harness-cli -- status
 
 reap: check-daemon
-	cargo run -q -p docker-harness -- reap
+	cargo run -q -p docker-harness-cli -- reap
 
 clean: check-daemon
-	cargo run -q -p docker-harness -- clean $(or $(ARGS),--all)
+	cargo run -q -p docker-harness-cli -- clean $(or $(ARGS),--all)

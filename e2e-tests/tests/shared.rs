@@ -14,7 +14,7 @@ use rstest::rstest;
 
 use common::web::{get, slow_web, PORT};
 
-/// The key fixtures/shared-count.sh counts by.
+/// The key scripts/shared-count.sh counts by.
 const KEY: &str = "e2e-web";
 
 async fn shared_web() -> anyhow::Result<SharedContainer> {
@@ -50,7 +50,7 @@ fn record(web: &SharedContainer) -> anyhow::Result<()> {
 #[case(15)]
 #[case(16)]
 #[tokio::test]
-#[ignore = "run by make e2e-shared (fixtures/shared-count.sh), which removes the session-long container"]
+#[ignore = "run by make e2e-shared (scripts/shared-count.sh), which removes the session-long container"]
 async fn every_test_uses_the_one_shared_server_with_a_directory_of_its_own(
     ctx: TestContext,
     #[case] n: u32,
@@ -70,7 +70,7 @@ async fn every_test_uses_the_one_shared_server_with_a_directory_of_its_own(
 
 #[rstest]
 #[tokio::test]
-#[ignore = "run by make e2e-shared (fixtures/shared-count.sh), which removes the session-long container"]
+#[ignore = "run by make e2e-shared (scripts/shared-count.sh), which removes the session-long container"]
 async fn the_sweep_spares_the_shared_container_while_its_session_runs(ctx: TestContext) -> anyhow::Result<()> {
     let web = shared_web().await?;
     record(&web)?;
@@ -90,7 +90,7 @@ async fn the_sweep_spares_the_shared_container_while_its_session_runs(ctx: TestC
 
 #[rstest]
 #[tokio::test]
-#[ignore = "run by make e2e-shared (fixtures/shared-count.sh), which removes the session-long container"]
+#[ignore = "run by make e2e-shared (scripts/shared-count.sh), which removes the session-long container"]
 async fn a_shared_container_that_vanished_is_created_again(_ctx: TestContext) -> anyhow::Result<()> {
     let key = "e2e-vanishing";
     let spec = || docker_harness::ContainerSpec::new("v").with_cmd(["sleep", "3600"]);

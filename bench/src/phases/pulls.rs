@@ -71,7 +71,7 @@ pub(crate) async fn phase(b: &Bench, r: &mut Report) -> Result<()> {
 }
 
 /// Whether the registry at `mirror` answers 200 for the manifest, asked over plain HTTP as
-/// fixtures/lib.sh does.
+/// scripts/lib.sh does.
 async fn mirror_serves(mirror: &str, repo: &str, tag: &str) -> bool {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let ask = async {
