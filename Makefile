@@ -183,8 +183,13 @@ leftovers: check-daemon
 fmt:
 	cargo fmt --all
 
+# The library's layers (no import cycle, every import points down: scripts/check-layers.py),
+# formatting, clippy on every target, and the docs, all with warnings as errors.
 lint:
+	python3 scripts/check-layers.py
+	cargo fmt --all --check
 	cargo clippy --workspace --all-targets -- -D warnings
+	RUSTDOCFLAGS="-D warnings" cargo doc --no-deps -p docker-harness
 
 # The docker-harness CLI (package docker-harness-cli): what test runs left, and removing
 # it (only ever resources labelled docker-harness.managed).

@@ -82,34 +82,19 @@ impl Settings {
     pub(crate) fn from_env(env: &dyn Env) -> std::result::Result<Settings, EnvError> {
         Ok(Settings {
             image: env.var("DOCKER_HARNESS_IMAGE").unwrap_or_else(|| DEFAULT_IMAGE.to_string()),
-            pull: parse(env, "DOCKER_HARNESS_PULL", "missing, always or never", |v| match v {
-                "missing" => Some(PullPolicy::Missing),
-                "always" => Some(PullPolicy::Always),
-                "never" => Some(PullPolicy::Never),
-                _ => None,
-            })?
-            .unwrap_or(PullPolicy::Missing),
+            pull: choice(env, "DOCKER_HARNESS_PULL", "missing, always or never", PULL_NAMES)?
+                .unwrap_or(PullPolicy::Missing),
             mirror: match env.var("DOCKER_HARNESS_REGISTRY_MIRROR") {
                 None => None,
                 Some(m) if valid_mirror(&m) => Some(m.trim_end_matches('/').to_string()),
                 Some(m) => return Err(("DOCKER_HARNESS_REGISTRY_MIRROR", m, "host:port, e.g. 127.0.0.1:5055")),
             },
-            keep: parse(env, "DOCKER_HARNESS_KEEP", "never, on-failure or always", |v| match v {
-                "never" => Some(KeepPolicy::Never),
-                "on-failure" => Some(KeepPolicy::OnFailure),
-                "always" => Some(KeepPolicy::Always),
-                _ => None,
-            })?
-            .unwrap_or(KeepPolicy::Never),
+            keep: choice(env, "DOCKER_HARNESS_KEEP", "never, on-failure or always", KEEP_NAMES)?
+                .unwrap_or(KeepPolicy::Never),
             keep_ttl: parse(env, "DOCKER_HARNESS_KEEP_TTL", "a number of seconds", parse_secs)?
                 .unwrap_or(Duration::from_secs(24 * 3600)),
-            preflight: parse(env, "DOCKER_HARNESS_PREFLIGHT", "clean, fail or warn", |v| match v {
-                "clean" => Some(PreflightPolicy::Clean),
-                "fail" => Some(PreflightPolicy::Fail),
-                "warn" => Some(PreflightPolicy::Warn),
-                _ => None,
-            })?
-            .unwrap_or(PreflightPolicy::Clean),
+            preflight: choice(env, "DOCKER_HARNESS_PREFLIGHT", "clean, fail or warn", PREFLIGHT_NAMES)?
+                .unwrap_or(PreflightPolicy::Clean),
             ttl: parse(env, "DOCKER_HARNESS_TTL", "a number of seconds", parse_secs)?
                 .unwrap_or(Duration::from_secs(3600)),
         })
@@ -129,6 +114,23 @@ fn parse<T>(
             None => Err((var, v, expected)),
         },
     }
+}
+
+const PULL_NAMES: [(&str, PullPolicy); 3] =
+    [("missing", PullPolicy::Missing), ("always", PullPolicy::Always), ("never", PullPolicy::Never)];
+const KEEP_NAMES: [(&str, KeepPolicy); 3] =
+    [("never", KeepPolicy::Never), ("on-failure", KeepPolicy::OnFailure), ("always", KeepPolicy::Always)];
+const PREFLIGHT_NAMES: [(&str, PreflightPolicy); 3] =
+    [("clean", PreflightPolicy::Clean), ("fail", PreflightPolicy::Fail), ("warn", PreflightPolicy::Warn)];
+
+/// A variable whose value is one of `names`.
+fn choice<T: Copy, const N: usize>(
+    env: &dyn Env,
+    var: &'static str,
+    expected: &'static str,
+    names: [(&str, T); N],
+) -> std::result::Result<Option<T>, EnvError> {
+    parse(env, var, expected, |v| names.into_iter().find(|(n, _)| *n == v).map(|(_, t)| t))
 }
 
 fn parse_secs(v: &str) -> Option<Duration> {

@@ -189,7 +189,7 @@ impl TestContext {
             Some(i) => i.to_string(),
             None => self.session_image().await?,
         };
-        container::create_for_scope(self.scope.clone(), spec, image).await
+        container::create::for_scope(self.scope.clone(), spec, image).await
     }
 
     /// The session image's reference, checked once per context: every test sees whether the

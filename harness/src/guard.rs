@@ -12,6 +12,41 @@ use crate::resource::Resource;
 use crate::scope::Scope;
 use crate::{blocking, docker, removal};
 
+/// The methods every resource guard has, written once. The guard type has the fields
+/// `armed: Armed` and `logical: String`; `$what` names the resource in the docs, `$how`
+/// says what its removal does and `$refuses` when Docker says no.
+macro_rules! guard_methods {
+    ($what:literal, $how:literal, $refuses:literal) => {
+        /// The logical name it was created under.
+        pub fn logical_name(&self) -> &str {
+            &self.logical
+        }
+
+        #[doc = concat!("Removes the ", $what, " now", $how, " and waits until Docker confirms it is gone.")]
+        #[doc = concat!("Drop does nothing afterwards, whatever the answer: a ", $what, " that could not be")]
+        /// removed is left to the context's teardown.
+        ///
+        /// # Errors
+        #[doc = concat!("[`crate::Error::Docker`] when Docker refuses", $refuses, "; [`crate::Error::Timeout`]")]
+        /// when it is still there after 10 s.
+        pub async fn remove(mut self) -> crate::error::Result<()> {
+            self.armed.remove().await
+        }
+
+        #[doc = concat!("Leaves the ", $what, " on the daemon; returns its name.")]
+        pub fn keep(mut self) -> String {
+            self.armed.keep();
+            self.armed.res.name.clone()
+        }
+
+        /// Hands removal to the context's teardown instead of this guard's Drop.
+        pub fn into_context(mut self) {
+            self.armed.disarm();
+        }
+    };
+}
+pub(crate) use guard_methods;
+
 /// How long one guard's Drop may wait for its resource to be removed.
 const DROP_LIMIT: Duration = Duration::from_secs(15);
 

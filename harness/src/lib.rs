@@ -22,41 +22,42 @@
 #![warn(missing_docs)]
 
 // The modules in layers, lowest first: each imports only modules listed before it (the
-// README's "Layout" section draws the same picture).
+// README's "Layout" section draws the same picture; `scripts/check-layers.py`, part of
+// `make lint`, holds the code to it).
 //
 // 1. ground: plain data, errors, names, the harness runtime, environment switches.
-mod blocking;
+mod resource;
 mod budget;
-mod config;
 mod error;
 mod naming;
-mod resource;
+mod blocking;
+mod config;
 // 2. host and daemon: owners and liveness, labels, the client, the engine's differences,
 //    removal and listing, adoption by identity, the session.
-mod adopt;
+mod owner;
+pub mod labels;
 mod docker;
 mod engine;
-pub mod labels;
-mod owner;
 mod removal;
+mod adopt;
 pub mod session;
 // 3. a test's scope and the part every guard shares.
-mod guard;
 mod scope;
+mod guard;
 // 4. resources.
-mod container;
-mod image;
 mod network;
+mod container;
 mod volume;
+mod image;
 // 5. above: sweeps, signals, the watcher, shared containers, the context, the hook.
+pub mod sweep;
+mod signals;
+mod watcher;
+mod shared;
 mod context;
 #[cfg(feature = "rstest")]
 mod fixture;
 mod preflight;
-mod shared;
-mod signals;
-pub mod sweep;
-mod watcher;
 
 pub use budget::{Counts, TeardownReport};
 pub use config::{KeepPolicy, DEFAULT_IMAGE};

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use bollard::models::NetworkCreateRequest;
 
 use crate::error::{Error, Result};
-use crate::guard::Armed;
+use crate::guard::{guard_methods, Armed};
 use crate::resource::{Kind, Resource};
 use crate::scope::Scope;
 use crate::{blocking, docker, engine};
@@ -74,32 +74,7 @@ impl NetworkGuard {
         &self.armed.res.name
     }
 
-    /// The logical name it was created under.
-    pub fn logical_name(&self) -> &str {
-        &self.logical
-    }
-
-    /// Removes the network now, waiting until Docker confirms it is gone. Drop does nothing
-    /// afterwards, whatever the answer: a network that could not be removed is left to the
-    /// context's teardown.
-    ///
-    /// # Errors
-    /// [`Error::Docker`] when Docker refuses (e.g. a container not created by this context
-    /// is still attached).
-    pub async fn remove(mut self) -> Result<()> {
-        self.armed.remove().await
-    }
-
-    /// Leaves the network on the daemon; returns its name.
-    pub fn keep(mut self) -> String {
-        self.armed.keep();
-        self.armed.res.name.clone()
-    }
-
-    /// Hands removal to the context's teardown instead of this guard's Drop.
-    pub fn into_context(mut self) {
-        self.armed.disarm();
-    }
+    guard_methods!("network", "", " (e.g. a container not created by this context is still attached)");
 }
 
 pub(crate) async fn create(scope: Arc<Scope>, spec: NetworkSpec) -> Result<NetworkGuard> {

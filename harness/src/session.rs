@@ -2,7 +2,7 @@
 //!
 //! Its ID comes from `NEXTEST_RUN_ID` (shared by every process of a nextest run), else
 //! `DOCKER_HARNESS_SESSION`, else a fresh UUID for this process. Work that must happen
-//! once per session (the image pull, the pre-test check) goes through [`once`]: an
+//! once per session (the image pull, the pre-test check) goes through `once`: an
 //! advisory file lock in the session's state directory, which the kernel releases when
 //! its holder dies, so a lock left by a killed process never blocks the next one.
 

@@ -9,7 +9,6 @@
 //! `cargo test`) in `docker-harness.runner`, so the sweep removes it once the session is
 //! over and never while it runs.
 
-use std::fmt;
 use std::ops::Deref;
 use std::time::Duration;
 
@@ -31,29 +30,18 @@ const CREATE_LIMIT: Duration = Duration::from_secs(300);
 const MAX_GENERATIONS: u32 = 5;
 
 /// A container shared by every test of the session. It is not removed when this handle
-/// drops, nor by any test's teardown.
+/// drops, nor by any test's teardown. Everything it does is its [`Container`] handle's,
+/// which it dereferences to: `db.exec(..)`, `db.logs()`, `db.host_port(..)`.
 ///
 /// # Resource leaking
-/// It lives until its session is over: the next session's pre-test check (or
-/// `docker-harness reap`) removes it once the session's runner process is gone, and
-/// `docker-harness clean --session ID` removes it at once. A `make` target that runs a
-/// suite can end with that `clean`, as `make e2e-shared` does.
-/// Everything it does is its [`Container`] handle's, which it dereferences to:
-/// `db.exec(..)`, `db.logs()`, `db.host_port(..)`.
-#[derive(Clone)]
+/// It lives until its session is over: the session's watcher removes it once the session's
+/// runner process is gone (as the last resort, the next session's pre-test check or
+/// `docker-harness reap` does), and `docker-harness clean --session ID` removes it at once.
+/// A script that runs a suite can end with that `clean`.
+#[derive(Debug, Clone)]
 pub struct SharedContainer {
     key: String,
     container: Container,
-}
-
-impl fmt::Debug for SharedContainer {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SharedContainer")
-            .field("key", &self.key)
-            .field("name", &self.container.name())
-            .field("id", &self.container.id())
-            .finish()
-    }
 }
 
 impl Deref for SharedContainer {
@@ -147,8 +135,8 @@ async fn create(docker: &Docker, key: &str, spec: &ContainerSpec, image: String,
     let task = uuid::Uuid::new_v4().to_string();
     let name = naming::resource_name(&naming::prefix(&format!("shared-{key}"), &task), spec.logical_name());
     let labels = labels::for_shared(key, session_id, &task, ttl, &owner::runner());
-    let c = container::create(docker, spec, image, name, labels).await?;
-    if let Err(e) = container::ready(docker, &c, spec).await {
+    let c = container::create::create(docker, spec, image, name, labels).await?;
+    if let Err(e) = container::create::ready(docker, &c, spec).await {
         // A half-made shared container would be attached to by every other test.
         if let Err(rm) = removal::remove(docker, Kind::Container, c.id(), c.name()).await {
             eprintln!("docker-harness: could not remove the failed shared container {}: {rm}", c.name());

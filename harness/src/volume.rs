@@ -12,7 +12,7 @@ use bollard::models::VolumeCreateRequest;
 
 use crate::container::{self, ContainerSpec};
 use crate::error::{Error, Result};
-use crate::guard::Armed;
+use crate::guard::{guard_methods, Armed};
 use crate::resource::{Kind, Resource};
 use crate::scope::Scope;
 use crate::{blocking, docker, engine};
@@ -42,9 +42,8 @@ impl VolumeSpec {
     /// files from the test's fixtures. Done through a short-lived container of the session
     /// image that is created but never started, so seeding counts one container against the
     /// test's budget.
-    pub fn with_seed(mut self, host_dir: impl Into<PathBuf>) -> Self {
-        self.seed = Some(host_dir.into());
-        self
+    pub fn with_seed(self, host_dir: impl Into<PathBuf>) -> Self {
+        VolumeSpec { seed: Some(host_dir.into()), ..self }
     }
 }
 
@@ -69,31 +68,7 @@ impl VolumeGuard {
         &self.armed.res.name
     }
 
-    /// The logical name it was created under.
-    pub fn logical_name(&self) -> &str {
-        &self.logical
-    }
-
-    /// Removes the volume now, waiting until Docker confirms it is gone. Drop does nothing
-    /// afterwards, whatever the answer: a volume that could not be removed is left to the
-    /// context's teardown.
-    ///
-    /// # Errors
-    /// [`Error::Docker`] when Docker refuses (e.g. a container still uses it).
-    pub async fn remove(mut self) -> Result<()> {
-        self.armed.remove().await
-    }
-
-    /// Leaves the volume on the daemon; returns its name.
-    pub fn keep(mut self) -> String {
-        self.armed.keep();
-        self.armed.res.name.clone()
-    }
-
-    /// Hands removal to the context's teardown instead of this guard's Drop.
-    pub fn into_context(mut self) {
-        self.armed.disarm();
-    }
+    guard_methods!("volume", "", " (e.g. a container still uses it)");
 }
 
 impl VolumeSpec {
@@ -135,10 +110,10 @@ pub(crate) async fn seed(scope: Arc<Scope>, volume: &VolumeGuard, dir: &Path, im
     if blocking::run(engine::current()).await?.copies_into_created_mounts() {
         // The seeding container never has to run.
         let spec = seeder.with_cmd(["true"]).with_copy(dir, "/seed").created_only();
-        container::create_for_scope(scope, spec, image).await?.remove().await
+        container::create::for_scope(scope, spec, image).await?.remove().await
     } else {
         let spec = seeder.with_cmd(["sleep", "3600"]);
-        let c = container::create_for_scope(scope, spec, image).await?;
+        let c = container::create::for_scope(scope, spec, image).await?;
         c.copy_in(dir, "/seed", None).await?;
         c.remove().await
     }

@@ -9,7 +9,9 @@ use bollard::models::{ContainerCreateBody, EndpointSettings, HostConfig, Network
 use bollard::query_parameters::{CreateContainerOptions, StartContainerOptions};
 use bollard::Docker;
 
-use super::{files, ports, wait, Container, ContainerGuard, ContainerSpec};
+use super::handle::Container;
+use super::wait::poll;
+use super::{files, ports, ContainerGuard, ContainerSpec};
 use crate::error::{Error, Result};
 use crate::scope::Scope;
 use crate::{blocking, docker};
@@ -72,12 +74,12 @@ pub(crate) async fn ready(docker: &Docker, c: &Container, spec: &ContainerSpec) 
         .start_container(c.id(), None::<StartContainerOptions>)
         .await
         .map_err(|e| Error::docker(format!("start container {}", c.name()), e))?;
-    wait::apply(docker, c.id(), c.name(), &spec.waits).await
+    poll::apply(docker, c.id(), c.name(), &spec.waits).await
 }
 
 /// A test's container: tracked by its scope (and guarded) as soon as Docker has it, so a
 /// failed copy, start or wait leaves nothing behind.
-pub(crate) async fn create_for_scope(scope: Arc<Scope>, spec: ContainerSpec, image: String) -> Result<ContainerGuard> {
+pub(crate) async fn for_scope(scope: Arc<Scope>, spec: ContainerSpec, image: String) -> Result<ContainerGuard> {
     blocking::run(async move {
         let docker = docker::client().await?;
         let labels = scope.labels_for_new(&HashMap::new());

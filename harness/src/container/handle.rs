@@ -10,9 +10,11 @@ use bollard::models::ContainerInspectResponse;
 use bollard::query_parameters::{InspectContainerOptions, StartContainerOptions};
 use bollard::Docker;
 
+use super::exec::{self, ExecOutput};
 use super::files::{self, FileSource, FileSpec};
 use super::logs::{self, Logs};
-use super::{exec, ports, wait, ExecOutput, WaitFor};
+use super::ports;
+use super::wait::{poll, WaitFor};
 use crate::error::{Error, Result};
 use crate::network::NetworkGuard;
 use crate::{blocking, docker};
@@ -155,7 +157,7 @@ impl Container {
     /// # Ok(()) }
     /// ```
     pub async fn wait_for(&self, wait: WaitFor) -> Result<()> {
-        self.call(|d, c| async move { wait::apply(&d, &c.id, &c.name, std::slice::from_ref(&wait)).await }).await
+        self.call(|d, c| async move { poll::apply(&d, &c.id, &c.name, std::slice::from_ref(&wait)).await }).await
     }
 
     /// Copies bytes or a host file or directory into the (created or running) container at

@@ -3,9 +3,10 @@
 //!
 //! Inside, each concern is a leaf that takes a client, an ID and a name (`exec`, `logs`,
 //! `files`, `ports`, `wait`); `handle` puts them behind one type on the harness runtime;
-//! `create` is the one launch path, for a test's containers and shared ones alike.
+//! `create` is the one launch path, for a test's containers and shared ones alike. This
+//! module re-exports the leaves but uses nothing of `create`, which builds on it.
 
-mod create;
+pub(crate) mod create;
 mod exec;
 mod files;
 mod handle;
@@ -28,9 +29,7 @@ pub use handle::Container;
 pub use logs::{LogStream, Logs};
 pub use wait::{WaitFor, DEFAULT_WAIT_TIMEOUT};
 
-pub(crate) use create::{create, create_for_scope, ready};
-
-use crate::guard::Armed;
+use crate::guard::{guard_methods, Armed};
 use crate::naming;
 use crate::network::NetworkGuard;
 use crate::resource::{Kind, Resource};
@@ -108,23 +107,14 @@ impl ContainerSpec {
     }
 
     /// The command (replaces the image's `CMD`).
-    pub fn with_cmd<I, S>(mut self, cmd: I) -> Self
-    where
-        I: IntoIterator<Item = S>,
-        S: Into<String>,
-    {
-        self.cmd = Some(cmd.into_iter().map(Into::into).collect());
+    pub fn with_cmd(mut self, cmd: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        self.cmd = Some(strings(cmd));
         self
     }
 
     /// The entrypoint (replaces the image's `ENTRYPOINT`).
-    pub fn with_entrypoint<I, S>(mut self, entrypoint: I) -> Self
-    where
-        I: IntoIterator<Item = S>,
-        S: Into<String>,
-    {
-        self.entrypoint = Some(entrypoint.into_iter().map(Into::into).collect());
-        self
+    pub fn with_entrypoint(self, entrypoint: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        ContainerSpec { entrypoint: Some(strings(entrypoint)), ..self }
     }
 
     /// An environment variable.
@@ -232,6 +222,10 @@ impl ContainerSpec {
     }
 }
 
+fn strings(items: impl IntoIterator<Item = impl Into<String>>) -> Vec<String> {
+    items.into_iter().map(Into::into).collect()
+}
+
 /// A container that is removed (with force, and with its anonymous volumes) when the guard
 /// drops. Everything else it does is its [`Container`] handle's, which it dereferences to:
 /// `guard.exec(..)`, `guard.logs()`, `guard.host_port(..)`.
@@ -268,38 +262,13 @@ impl ContainerGuard {
         ContainerGuard { armed: Armed::new(res, scope), container, logical: logical.to_string() }
     }
 
-    /// The logical name it was created under.
-    pub fn logical_name(&self) -> &str {
-        &self.logical
-    }
-
     /// A handle to the container that can be cloned and moved into other tasks; it does not
     /// keep the container alive (the guard, or the context's teardown, removes it).
     pub fn container(&self) -> &Container {
         &self.container
     }
 
-    /// Removes the container now (force, with its anonymous volumes) and waits until Docker
-    /// confirms it is gone. Drop does nothing afterwards, whatever the answer: a container
-    /// that could not be removed is left to the context's teardown.
-    ///
-    /// # Errors
-    /// [`crate::Error::Docker`] when Docker refuses; [`crate::Error::Timeout`] when it is
-    /// still there after 10 s.
-    pub async fn remove(mut self) -> crate::error::Result<()> {
-        self.armed.remove().await
-    }
-
-    /// Leaves the container on the daemon; returns its name.
-    pub fn keep(mut self) -> String {
-        self.armed.keep();
-        self.container.name().to_string()
-    }
-
-    /// Hands removal to the context's teardown instead of this guard's Drop.
-    pub fn into_context(mut self) {
-        self.armed.disarm();
-    }
+    guard_methods!("container", " (with force, and with its anonymous volumes)", "");
 }
 
 #[cfg(test)]

@@ -63,6 +63,12 @@ pub(super) enum Check {
     NotYet(String),
 }
 
+impl From<std::result::Result<(), String>> for Check {
+    fn from(r: std::result::Result<(), String>) -> Check {
+        r.map_or_else(Check::NotYet, |()| Check::Ready)
+    }
+}
+
 pub(super) async fn check(docker: &Docker, id: &str, name: &str, wait: &WaitFor, seen: &Seen) -> Result<Check> {
     let impossible = |reason: &str, help: &str| Error::WaitImpossible {
         container: name.to_string(),
@@ -150,8 +156,8 @@ pub(super) async fn check(docker: &Docker, id: &str, name: &str, wait: &WaitFor,
                 return Ok(Check::NotYet("its host port is not assigned yet".into()));
             };
             match &wait.strategy {
-                Strategy::Http { path, status, .. } => Ok(probe::http_check(host_port, path, *status).await),
-                _ => Ok(probe::tcp_check(host_port).await),
+                Strategy::Http { path, status, .. } => Ok(probe::http_check(host_port, path, *status).await.into()),
+                _ => Ok(probe::tcp_check(host_port).await.into()),
             }
         }
         Strategy::All(_) => unreachable!("wait::run splits composite strategies before they reach a check"),

@@ -4,32 +4,24 @@
 //! container's state on every round so that one that exits fails the wait at once rather
 //! than at the timeout, and gives up after its own timeout with one error that carries the
 //! container's state, exit code and the last 20 lines of its logs. One round's look and
-//! verdict are in `check`; the checks from the host's side (TCP, HTTP) in `probe`.
+//! verdict are in `check`; the checks from the host's side (TCP, HTTP) in `probe`; the
+//! polling itself in `poll`. This module says what a strategy is and nothing more.
 
 mod check;
+pub(crate) mod poll;
 mod probe;
 
 use std::fmt;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use bollard::Docker;
 use regex::Regex;
 
-use self::check::{check, look, Check};
-use super::logs::{self, LogStream};
-use crate::config::{Env, ProcessEnv};
-use crate::error::{Error, Result, WaitFailure};
+use super::logs::LogStream;
 
 /// The timeout of a strategy without its own, unless `DOCKER_HARNESS_WAIT_TIMEOUT` says
 /// otherwise. Generous on purpose: eight parallel test processes starting services on one
 /// daemon are much slower than one.
 pub const DEFAULT_WAIT_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// How many log lines a failed wait reports.
-const TAIL: usize = 20;
-
-const FIRST_PAUSE: Duration = Duration::from_millis(50);
-const MAX_PAUSE: Duration = Duration::from_secs(1);
 
 /// A condition a container has to meet before a test uses it.
 ///
@@ -52,12 +44,12 @@ const MAX_PAUSE: Duration = Duration::from_secs(1);
 #[must_use]
 #[derive(Debug, Clone)]
 pub struct WaitFor {
-    pub(super) strategy: Strategy,
+    strategy: Strategy,
     timeout: Option<Duration>,
 }
 
 #[derive(Debug, Clone)]
-pub(super) enum Strategy {
+enum Strategy {
     Log { pattern: std::result::Result<Regex, String>, source: String, stream: LogStream, times: usize },
     Healthy,
     Port { port: u16, inside: bool },
@@ -193,112 +185,9 @@ impl fmt::Display for WaitFor {
     }
 }
 
-/// Waits for every one of `waits`, in parallel, each with its own timeout.
-pub(crate) async fn apply(docker: &Docker, id: &str, name: &str, waits: &[WaitFor]) -> Result<()> {
-    if waits.is_empty() {
-        return Ok(());
-    }
-    let default = default_timeout_from(&ProcessEnv)?;
-    let all = futures_util::future::try_join_all(waits.iter().map(|w| run(docker, id, name, w, default)));
-    all.await.map(drop)
-}
-
-/// `DOCKER_HARNESS_WAIT_TIMEOUT` (whole seconds, at least 1), else the default.
-pub(crate) fn default_timeout_from(env: &dyn Env) -> Result<Duration> {
-    match env.var("DOCKER_HARNESS_WAIT_TIMEOUT") {
-        None => Ok(DEFAULT_WAIT_TIMEOUT),
-        Some(v) => match v.trim().parse::<u64>() {
-            Ok(secs) if secs > 0 => Ok(Duration::from_secs(secs)),
-            _ => Err(Error::InvalidEnv {
-                var: "DOCKER_HARNESS_WAIT_TIMEOUT",
-                value: v,
-                expected: "a whole number of seconds, at least 1",
-            }),
-        },
-    }
-}
-
-fn run<'a>(
-    docker: &'a Docker,
-    id: &'a str,
-    name: &'a str,
-    wait: &'a WaitFor,
-    inherited: Duration,
-) -> futures_util::future::BoxFuture<'a, Result<()>> {
-    Box::pin(async move {
-        let limit = wait.timeout.unwrap_or(inherited);
-        match &wait.strategy {
-            Strategy::All(list) => {
-                let each = list.iter().map(|w| run(docker, id, name, w, limit));
-                futures_util::future::try_join_all(each).await.map(drop)
-            }
-            _ => poll(docker, id, name, wait, limit).await,
-        }
-    })
-}
-
-async fn poll(docker: &Docker, id: &str, name: &str, wait: &WaitFor, limit: Duration) -> Result<()> {
-    let started = Instant::now();
-    let mut pause = FIRST_PAUSE;
-    loop {
-        let seen = look(docker, id, name).await?;
-        let left = limit.saturating_sub(started.elapsed());
-        // One check may not outlive the strategy's timeout (an exec probe can hang).
-        let bound = left.max(Duration::from_millis(200));
-        let last = match tokio::time::timeout(bound, check(docker, id, name, wait, &seen)).await {
-            Ok(Ok(Check::Ready)) => return Ok(()),
-            Ok(Ok(Check::NotYet(note))) => note,
-            Ok(Err(e)) => return Err(e),
-            Err(_) => format!("the check itself took over {bound:?}"),
-        };
-        // State was read before the check, so a container that printed its line and then
-        // exited still counts as ready above.
-        if seen.exited() {
-            return Err(Error::ExitedWhileWaiting(Box::new(WaitFailure {
-                container: name.to_string(),
-                strategy: wait.to_string(),
-                after: started.elapsed(),
-                state: seen.describe(),
-                exit_code: seen.exit_code,
-                last_attempt: last,
-                logs: tail(docker, id).await,
-            })));
-        }
-        if started.elapsed() >= limit {
-            return Err(Error::WaitTimeout(Box::new(WaitFailure {
-                container: name.to_string(),
-                strategy: wait.to_string(),
-                after: started.elapsed(),
-                state: seen.describe(),
-                exit_code: seen.exit_code.filter(|_| seen.exited()),
-                last_attempt: last,
-                logs: tail(docker, id).await,
-            })));
-        }
-        tokio::time::sleep(pause.min(limit.saturating_sub(started.elapsed()))).await;
-        pause = (pause * 2).min(MAX_PAUSE);
-    }
-}
-
-/// The last lines of the logs for an error message; a failure to read them is said inline,
-/// since the wait's own error matters more.
-async fn tail(docker: &Docker, id: &str) -> Vec<String> {
-    match logs::read_lines(docker, id, id, Some(TAIL)).await {
-        Ok(lines) => lines
-            .into_iter()
-            .map(|l| match l.stream {
-                LogStream::Stderr => format!("stderr: {}", l.text),
-                _ => format!("stdout: {}", l.text),
-            })
-            .collect(),
-        Err(e) => vec![format!("(the logs could not be read: {e})")],
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
 
     #[test]
     fn a_strategy_describes_itself_for_its_error() {
@@ -306,17 +195,6 @@ mod tests {
         assert_eq!(w.to_string(), "print a line matching /ready$/ on stdout 2 times");
         let all = WaitFor::all([WaitFor::healthy(), WaitFor::http(8080, "/", 200)]);
         assert_eq!(all.to_string(), "all of [become healthy; answer GET / on port 8080 with HTTP 200]");
-    }
-
-    #[test]
-    fn the_default_timeout_is_generous_and_overridable() {
-        let none: HashMap<&str, &str> = HashMap::new();
-        assert_eq!(default_timeout_from(&none).unwrap(), Duration::from_secs(60));
-        let set: HashMap<&str, &str> = [("DOCKER_HARNESS_WAIT_TIMEOUT", "120")].into();
-        assert_eq!(default_timeout_from(&set).unwrap(), Duration::from_secs(120));
-        let bad: HashMap<&str, &str> = [("DOCKER_HARNESS_WAIT_TIMEOUT", "0")].into();
-        let err = default_timeout_from(&bad).unwrap_err().to_string();
-        assert!(err.contains("DOCKER_HARNESS_WAIT_TIMEOUT"), "{err}");
     }
 
     #[test]
