@@ -58,7 +58,7 @@ SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 # report to one fixed path; keep one per step so e2e does not overwrite unit.
 JUNIT_DIR := target/nextest/ci
 save_junit = if [[ -f $(JUNIT_DIR)/junit.xml ]]; then mv $(JUNIT_DIR)/junit.xml $(JUNIT_DIR)/junit-$(or $(JUNIT_STEP),$@).xml; fi
-APT_PACKAGES := busybox-static docker-registry socat
+APT_PACKAGES := busybox-static docker-registry socat util-linux
 
 .PHONY: test deps check-daemon unit e2e audit e2e-concurrent e2e-cold doctest e2e-shared e2e-remote e2e-shards e2e-podman podman-smoke deps-podman leftovers fmt lint status reap clean bench
 

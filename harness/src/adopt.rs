@@ -2,15 +2,95 @@
 //! or a name that starts with its prefix) is removed with the context's own resources,
 //! whoever created it. The prefix is checked exactly on the returned names; Docker's name
 //! filter is never used, since it matches substrings anywhere in a name.
+//!
+//! A context that may have handed its identity out is recorded in its session's state
+//! (`contexts/<task>.json`, with its owner), so that adoption happens on every exit path:
+//! at teardown, on SIGTERM, by the watcher after a SIGKILL, and by a later pre-test check,
+//! each only for owners that are gone (or, on SIGTERM, for this very process).
 
 use std::collections::HashSet;
+use std::path::{Path, PathBuf};
 
 use bollard::Docker;
+use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
-use crate::labels;
-use crate::removal;
+use crate::owner::{Liveness, Owner};
 use crate::resource::Resource;
+use crate::{labels, removal, session};
+
+/// A context's identity as its session records it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Record {
+    pub(crate) task: String,
+    pub(crate) prefix: String,
+    pub(crate) owner: String,
+}
+
+fn records_dir(session_dir: &Path) -> PathBuf {
+    session_dir.join("contexts")
+}
+
+/// Records a context; a failure is said on stderr and costs only adoption after a kill.
+pub(crate) fn record(session_dir: &Path, task: &str, prefix: &str) {
+    let r = Record { task: task.to_string(), prefix: prefix.to_string(), owner: Owner::current().to_string() };
+    let dir = records_dir(session_dir);
+    let written = std::fs::create_dir_all(&dir)
+        .map_err(|e| e.to_string())
+        .and_then(|()| session::write_json(&dir.join(format!("{task}.json")), &r).map_err(|e| e.to_string()));
+    if let Err(e) = written {
+        eprintln!("docker-harness: could not record context {prefix} for adoption after a kill: {e}");
+    }
+}
+
+/// Forgets a context whose teardown is done.
+pub(crate) fn forget(session_dir: &Path, task: &str) {
+    let _ = std::fs::remove_file(records_dir(session_dir).join(format!("{task}.json")));
+}
+
+/// The recorded contexts of one session whose owner `pick` accepts, with their files.
+pub(crate) fn records(session_dir: &Path, pick: impl Fn(&Owner) -> bool) -> Vec<(PathBuf, Record)> {
+    let entries = std::fs::read_dir(records_dir(session_dir)).into_iter().flatten().flatten();
+    entries
+        .filter_map(|e| {
+            let r: Record = serde_json::from_slice(&std::fs::read(e.path()).ok()?).ok()?;
+            pick(&Owner::parse(&r.owner)?).then(|| (e.path(), r))
+        })
+        .collect()
+}
+
+/// Recorded contexts whose owner is seen dead (never one whose liveness is unknown).
+pub(crate) fn orphaned_records(session_dir: &Path) -> Vec<(PathBuf, Record)> {
+    records(session_dir, |o| o.liveness() == Liveness::Dead)
+}
+
+/// Everything on the daemon that belongs to one of `records` (its task label or its exact
+/// prefix), session-shared resources excepted: one listing for them all.
+pub(crate) async fn find_for(docker: &Docker, records: &[Record]) -> Result<Vec<Resource>> {
+    if records.is_empty() {
+        return Ok(Vec::new());
+    }
+    let all = removal::list_labelled(docker, &[]).await?;
+    Ok(all
+        .into_iter()
+        .filter(|r| !r.labels.contains_key(labels::SHARED))
+        .filter(|r| records.iter().any(|c| belongs(r, &c.task, &c.prefix)))
+        .collect())
+}
+
+/// Removes what belongs to `records`, then forgets those whose resources are all gone.
+/// Returns what was removed.
+pub(crate) async fn adopt_recorded(docker: &Docker, found: Vec<(PathBuf, Record)>) -> Result<Vec<Resource>> {
+    let records: Vec<Record> = found.iter().map(|(_, r)| r.clone()).collect();
+    let items = find_for(docker, &records).await?;
+    let failures = removal::remove_in_order(docker, &items).await;
+    for (path, r) in &found {
+        if !items.iter().any(|i| belongs(i, &r.task, &r.prefix) && failures.iter().any(|f| f.name == i.name)) {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+    Ok(items.into_iter().filter(|i| !failures.iter().any(|f| f.name == i.name)).collect())
+}
 
 /// Everything on the daemon that carries `task_id` or whose name starts with `prefix`,
 /// except the resources in `known` (the context's own).
@@ -60,6 +140,20 @@ mod tests {
         assert!(!belongs(&res("other-dh-t-1234abcd-x", &[]), "task-1", p));
         assert!(!belongs(&res("dh-t-1234abc", &[]), "task-1", p));
         assert!(!belongs(&res("x", &[(labels::TASK, "task-2")]), "task-1", p));
+    }
+
+    #[test]
+    fn records_are_read_back_by_their_owner_and_forgotten() {
+        let dir = std::env::temp_dir().join(format!("dh-unit-adopt-{}", uuid::Uuid::new_v4()));
+        record(&dir, "task-1", "dh-t-1234abcd");
+        let mine = records(&dir, |o| o == Owner::current());
+        assert_eq!(mine.len(), 1);
+        assert_eq!(mine[0].1.prefix, "dh-t-1234abcd");
+        assert!(records(&dir, |o| o != Owner::current()).is_empty());
+        assert!(orphaned_records(&dir).is_empty(), "this process is not dead");
+        forget(&dir, "task-1");
+        assert!(records(&dir, |_| true).is_empty());
+        std::fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]

@@ -91,7 +91,7 @@ impl TestContext {
     /// # Errors
     /// As [`TestContext::new`].
     pub fn named(test_name: &str) -> Result<TestContext> {
-        let scope = Scope::new(test_name, session::current()?.id(), config::settings()?);
+        let scope = Scope::new(test_name, session::current()?, config::settings()?);
         signals::install();
         Ok(TestContext { scope: Arc::new(scope), prepared: OnceCell::new(), image: OnceCell::new() })
     }

@@ -212,6 +212,17 @@ pub enum Error {
     )]
     Orphans(Vec<String>),
 
+    /// The process is shutting down (SIGTERM or SIGINT arrived): nothing new is created.
+    #[error(
+        "cannot {what}: the process is shutting down after SIGTERM or SIGINT, and creates nothing new \
+         while it removes what it made.\n  \
+         help: this is how a test stopped by its runner (a timeout, Ctrl-C) ends; look at why it was stopped"
+    )]
+    ShuttingDown {
+        /// What was to be created.
+        what: String,
+    },
+
     /// A session-shared container kept vanishing: something outside the session removes it.
     #[error(
         "the shared container {key:?} was created {times} times this session and vanished each time.\n  \

@@ -6,6 +6,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use crate::owner::Liveness;
 pub use crate::owner::{hostname, Owner};
 
 /// `true` on everything the harness created. Nothing without it is ever listed or touched.
@@ -48,33 +49,25 @@ pub enum Verdict {
 /// liveness rules are the harness's to change; a user sees their verdicts.
 ///
 /// - A resource still inside its keep window is `Kept`, whoever owns it.
-/// - An owner on this host is alive only if its PID exists with the same start time.
-/// - An owner on another host cannot be checked: its resources are orphans once `expires`
-///   has passed, never earlier.
-/// - A managed resource whose owner label is missing or unreadable is judged by expiry alone.
+/// - It is judged by its owner's liveness (`judge`): alive, it is `Owned`; seen dead
+///   (gone, or its PID reused), an `Orphan`, even before its expiry.
+/// - An owner whose liveness cannot be known (another host, boot or PID namespace, a
+///   process this one cannot see, or any owner when this process cannot see the host's
+///   processes at all) is never taken for dead: the resource is an orphan only once its
+///   `expires` label has passed. So is one whose owner label is missing or unreadable.
 /// - A session-shared resource (`docker-harness.shared`) is judged by its session's runner
 ///   (`docker-harness.runner`) instead of its owner: under nextest the test process that
 ///   created it exits long before the session ends, while the runner lives exactly as long
-///   as the session. Without a readable runner, or on another host, by expiry alone.
-pub(crate) fn classify(
-    labels: &HashMap<String, String>,
-    this_host: &str,
-    now: u64,
-    start_of: &dyn Fn(u32) -> Option<u64>,
-) -> Verdict {
+///   as the session.
+pub(crate) fn classify(labels: &HashMap<String, String>, now: u64, judge: &dyn Fn(&Owner) -> Liveness) -> Verdict {
     let num = |k: &str| labels.get(k).and_then(|v| v.parse::<u64>().ok());
     if num(KEEP_UNTIL).is_some_and(|until| now < until) {
         return Verdict::Kept;
     }
-    match judged_by(labels) {
-        Some(o) if o.host == this_host => {
-            if start_of(o.pid) == Some(o.start) {
-                Verdict::Owned
-            } else {
-                Verdict::Orphan
-            }
-        }
-        _ => match num(EXPIRES) {
+    match judged_by(labels).map(|o| judge(&o)) {
+        Some(Liveness::Alive) => Verdict::Owned,
+        Some(Liveness::Dead) => Verdict::Orphan,
+        Some(Liveness::Unknown) | None => match num(EXPIRES) {
             Some(exp) if now < exp => Verdict::Owned,
             _ => Verdict::Orphan,
         },
@@ -126,6 +119,7 @@ fn truncate_label(v: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::owner::{judge, Seen};
 
     fn labels(pairs: &[(&str, &str)]) -> HashMap<String, String> {
         pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
@@ -133,75 +127,87 @@ mod tests {
 
     const NOW: u64 = 1_000_000;
 
+    /// Judged from place `h`, with the process table faked by `seen`.
+    fn at_h(l: &HashMap<String, String>, seen: impl Fn(u32) -> Seen) -> Verdict {
+        classify(l, NOW, &|o: &Owner| judge(o, "h", &seen))
+    }
+
+    fn only(pid: u32, start: u64) -> impl Fn(u32) -> Seen {
+        move |p| if p == pid { Seen::Running(start) } else { Seen::Gone }
+    }
+
     #[test]
     fn a_live_owner_on_this_host_is_never_an_orphan() {
         let l = labels(&[(OWNER, "h/10/500"), (EXPIRES, "1")]);
-        assert_eq!(classify(&l, "h", NOW, &|pid| (pid == 10).then_some(500)), Verdict::Owned);
+        assert_eq!(at_h(&l, only(10, 500)), Verdict::Owned);
     }
 
     #[test]
     fn a_dead_owner_on_this_host_leaves_orphans_even_before_expiry() {
         let l = labels(&[(OWNER, "h/10/500"), (EXPIRES, &(NOW + 999).to_string())]);
-        assert_eq!(classify(&l, "h", NOW, &|_| None), Verdict::Orphan);
+        assert_eq!(at_h(&l, |_| Seen::Gone), Verdict::Orphan);
     }
 
     #[test]
     fn a_reused_pid_is_not_the_owner() {
         let l = labels(&[(OWNER, "h/10/500")]);
-        assert_eq!(classify(&l, "h", NOW, &|_| Some(777)), Verdict::Orphan);
+        assert_eq!(at_h(&l, |_| Seen::Running(777)), Verdict::Orphan);
+    }
+
+    #[test]
+    fn an_owner_whose_liveness_cannot_be_known_is_judged_by_expiry_never_as_dead() {
+        let fresh = labels(&[(OWNER, "h/10/500"), (EXPIRES, &(NOW + 1).to_string())]);
+        assert_eq!(at_h(&fresh, |_| Seen::Unseen), Verdict::Owned);
+        let stale = labels(&[(OWNER, "h/10/500"), (EXPIRES, &(NOW - 1).to_string())]);
+        assert_eq!(at_h(&stale, |_| Seen::Unseen), Verdict::Orphan);
     }
 
     #[test]
     fn another_hosts_resources_wait_for_their_expiry() {
-        let alive = |_| Some(500);
         let fresh = labels(&[(OWNER, "other/10/500"), (EXPIRES, &(NOW + 1).to_string())]);
-        assert_eq!(classify(&fresh, "h", NOW, &alive), Verdict::Owned);
+        assert_eq!(at_h(&fresh, |_| Seen::Gone), Verdict::Owned);
         let stale = labels(&[(OWNER, "other/10/500"), (EXPIRES, &(NOW - 1).to_string())]);
-        assert_eq!(classify(&stale, "h", NOW, &alive), Verdict::Orphan);
+        assert_eq!(at_h(&stale, only(10, 500)), Verdict::Orphan);
     }
 
     #[test]
     fn kept_resources_are_spared_until_their_keep_expiry() {
         let kept = labels(&[(OWNER, "h/10/500"), (KEEP_UNTIL, &(NOW + 60).to_string())]);
-        assert_eq!(classify(&kept, "h", NOW, &|_| None), Verdict::Kept);
+        assert_eq!(at_h(&kept, |_| Seen::Gone), Verdict::Kept);
         let expired = labels(&[(OWNER, "h/10/500"), (KEEP_UNTIL, &(NOW - 60).to_string())]);
-        assert_eq!(classify(&expired, "h", NOW, &|_| None), Verdict::Orphan);
+        assert_eq!(at_h(&expired, |_| Seen::Gone), Verdict::Orphan);
     }
 
     #[test]
     fn an_unreadable_owner_falls_back_to_expiry() {
         let l = labels(&[(OWNER, "???"), (EXPIRES, &(NOW + 5).to_string())]);
-        assert_eq!(classify(&l, "h", NOW, &|_| None), Verdict::Owned);
+        assert_eq!(at_h(&l, |_| Seen::Gone), Verdict::Owned);
         let l = labels(&[(OWNER, "???")]);
-        assert_eq!(classify(&l, "h", NOW, &|_| None), Verdict::Orphan);
+        assert_eq!(at_h(&l, |_| Seen::Gone), Verdict::Orphan);
     }
 
     #[test]
     fn a_shared_resource_outlives_its_creator_while_the_runner_lives() {
         let l = labels(&[(SHARED, "db"), (OWNER, "h/10/500"), (RUNNER, "h/3/300"), (EXPIRES, "1")]);
-        let only_runner = |pid| (pid == 3).then_some(300);
-        assert_eq!(classify(&l, "h", NOW, &only_runner), Verdict::Owned);
+        assert_eq!(at_h(&l, only(3, 300)), Verdict::Owned);
     }
 
     #[test]
     fn a_shared_resource_is_an_orphan_once_its_runner_is_gone() {
         let l =
             labels(&[(SHARED, "db"), (OWNER, "h/10/500"), (RUNNER, "h/3/300"), (EXPIRES, &(NOW + 999).to_string())]);
-        let only_creator = |pid| (pid == 10).then_some(500);
-        assert_eq!(classify(&l, "h", NOW, &only_creator), Verdict::Orphan);
-        let reused_pid = |_| Some(301);
-        assert_eq!(classify(&l, "h", NOW, &reused_pid), Verdict::Orphan);
+        assert_eq!(at_h(&l, only(10, 500)), Verdict::Orphan);
+        assert_eq!(at_h(&l, |_| Seen::Running(301)), Verdict::Orphan);
     }
 
     #[test]
     fn a_shared_resource_without_a_runner_or_of_another_host_waits_for_expiry() {
-        let alive = |_| Some(500);
         let fresh = labels(&[(SHARED, "db"), (OWNER, "h/10/500"), (EXPIRES, &(NOW + 1).to_string())]);
-        assert_eq!(classify(&fresh, "h", NOW, &|_| None), Verdict::Owned);
+        assert_eq!(at_h(&fresh, |_| Seen::Gone), Verdict::Owned);
         let remote = labels(&[(SHARED, "db"), (RUNNER, "other/3/300"), (EXPIRES, &(NOW - 1).to_string())]);
-        assert_eq!(classify(&remote, "h", NOW, &alive), Verdict::Orphan);
+        assert_eq!(at_h(&remote, only(3, 300)), Verdict::Orphan);
         let kept = labels(&[(SHARED, "db"), (RUNNER, "h/3/300"), (KEEP_UNTIL, &(NOW + 5).to_string())]);
-        assert_eq!(classify(&kept, "h", NOW, &|_| None), Verdict::Kept);
+        assert_eq!(at_h(&kept, |_| Seen::Gone), Verdict::Kept);
     }
 
     #[test]

@@ -25,13 +25,15 @@
 // README's "Layout" section draws the same picture; `scripts/check-layers.py`, part of
 // `make lint`, holds the code to it).
 //
-// 1. ground: plain data, errors, names, the harness runtime, environment switches.
+// 1. ground: plain data, errors, names, the harness runtime, environment switches, the
+//    creation gate.
 mod resource;
 mod budget;
 mod error;
 mod naming;
 mod blocking;
 mod config;
+mod gate;
 // 2. host and daemon: owners and liveness, labels, the client, the engine's differences,
 //    removal and listing, adoption by identity, the session.
 mod owner;
@@ -39,8 +41,8 @@ pub mod labels;
 mod docker;
 mod engine;
 mod removal;
-mod adopt;
 pub mod session;
+mod adopt;
 // 3. a test's scope and the part every guard shares.
 mod scope;
 mod guard;

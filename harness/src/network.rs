@@ -10,7 +10,7 @@ use crate::error::{Error, Result};
 use crate::guard::{guard_methods, Armed};
 use crate::resource::{Kind, Resource};
 use crate::scope::Scope;
-use crate::{blocking, docker, engine};
+use crate::{blocking, docker, engine, gate};
 
 /// What network to create. The Docker name is derived from the logical name and the
 /// context's prefix.
@@ -88,6 +88,7 @@ pub(crate) async fn create(scope: Arc<Scope>, spec: NetworkSpec) -> Result<Netwo
             ..Default::default()
         };
         let docker = docker::client().await?;
+        let _pass = gate::enter(&format!("create network {name}"))?;
         let created = engine::past_interface_race(|| docker.create_network(req.clone()))
             .await
             .map_err(|e| Error::docker(format!("create network {name}"), e))?;

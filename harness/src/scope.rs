@@ -3,6 +3,7 @@
 //! `TestContext` is the public face of a scope; guards hold it to tell it what they removed.
 
 use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -30,14 +31,17 @@ pub(crate) struct Scope {
     used: AtomicBool,
     keep: Mutex<KeepPolicy>,
     keep_ttl: Duration,
+    /// Where the scope is recorded for adoption after a kill.
+    session_dir: PathBuf,
 }
 
 impl Scope {
-    pub(crate) fn new(test_name: &str, session_id: &str, settings: &Settings) -> Scope {
+    pub(crate) fn new(test_name: &str, session: &session::Session, settings: &Settings) -> Scope {
         let task_id = uuid::Uuid::new_v4().to_string();
         Scope {
             prefix: naming::prefix(test_name, &task_id),
-            labels: labels::for_test(session_id, test_name, &task_id, settings.ttl),
+            labels: labels::for_test(session.id(), test_name, &task_id, settings.ttl),
+            session_dir: session.state_dir().to_path_buf(),
             task_id,
             test_name: test_name.to_string(),
             tracked: Mutex::new(Vec::new()),
@@ -61,8 +65,12 @@ impl Scope {
         &self.labels
     }
 
+    /// The first time: records the scope in its session, so that what a program made under
+    /// its identity is adopted on every exit path, a kill included.
     pub(crate) fn mark_used(&self) {
-        self.used.store(true, Ordering::Relaxed);
+        if !self.used.swap(true, Ordering::Relaxed) {
+            adopt::record(&self.session_dir, &self.task_id, &self.prefix);
+        }
     }
 
     pub(crate) fn used(&self) -> bool {
@@ -176,6 +184,8 @@ impl Scope {
         if keep {
             report_kept(&self.task_id, &items);
             report.kept = true;
+            // Kept on purpose: no adoption after this process is gone either.
+            adopt::forget(&self.session_dir, &self.task_id);
             return Ok(report);
         }
         let failures = removal::remove_in_order(docker, &items).await;
@@ -183,6 +193,7 @@ impl Scope {
             t.retain(|r| failures.iter().any(|f| f.name == r.name));
         }
         if failures.is_empty() {
+            adopt::forget(&self.session_dir, &self.task_id);
             Ok(report)
         } else {
             Err(Error::Cleanup(failures))

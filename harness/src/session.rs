@@ -149,6 +149,31 @@ pub(crate) fn write_json<T: Serialize>(path: &Path, v: &T) -> Result<()> {
     fs::rename(&tmp, path).map_err(state_err("rename into place", path))
 }
 
+/// Every session's state directory under the state root.
+pub(crate) fn all_dirs() -> Vec<PathBuf> {
+    let entries = fs::read_dir(state_root().join("sessions")).into_iter().flatten().flatten();
+    entries.map(|e| e.path()).filter(|p| p.is_dir()).collect()
+}
+
+/// When anything in a session's directory last changed (the directory, or one level in).
+pub(crate) fn last_change(dir: &Path) -> Option<std::time::SystemTime> {
+    let children = fs::read_dir(dir).into_iter().flatten().flatten().map(|e| e.path());
+    std::iter::once(dir.to_path_buf()).chain(children).filter_map(|p| p.metadata().ok()?.modified().ok()).max()
+}
+
+/// Removes a finished session's working state: its locks, once-records, owners, contexts
+/// and temporary files. Its `*.jsonl` records (pulls, declared counts) stay for whoever
+/// audits the run; `remove_dir` takes them with the rest a day later.
+pub(crate) fn clear_working_state(dir: &Path) {
+    for entry in fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.extension().is_some_and(|e| e == "jsonl") {
+            continue;
+        }
+        let _ = if path.is_dir() { fs::remove_dir_all(&path) } else { fs::remove_file(&path) };
+    }
+}
+
 /// Appends one JSON line to a session record (pull records, for audits).
 pub(crate) fn append_record<T: Serialize>(path: &Path, v: &T) -> Result<()> {
     use std::io::Write;

@@ -10,7 +10,7 @@ use tokio::signal::unix::{signal, SignalKind};
 use crate::config::{settings, KeepPolicy};
 use crate::error::Error;
 use crate::owner::Owner;
-use crate::{blocking, docker, labels, removal};
+use crate::{adopt, blocking, docker, gate, labels, removal, session};
 
 /// The whole of the signal cleanup must fit well inside nextest's grace period.
 const LIMIT: Duration = Duration::from_secs(5);
@@ -36,8 +36,18 @@ pub(crate) fn install() {
     });
 }
 
-/// Removes everything this process owns (found by its owner label), in dependency order.
+/// How long the creates already sent may take to answer before the cleanup lists what
+/// this process made.
+const IN_FLIGHT_LIMIT: Duration = Duration::from_secs(2);
+
+/// Stops creating, waits for the creates in flight, then removes everything this process
+/// owns (found by its owner label) and everything adopted under its contexts' identities
+/// (their task label or exact prefix), in dependency order.
 async fn cleanup_own() {
+    let late = gate::close(IN_FLIGHT_LIMIT).await;
+    if late > 0 {
+        eprintln!("docker-harness: interrupted; {late} create(s) did not answer within {IN_FLIGHT_LIMIT:?}");
+    }
     if settings().map(|s| s.keep != KeepPolicy::Never).unwrap_or(false) {
         eprintln!("docker-harness: interrupted; keeping this process's resources (DOCKER_HARNESS_KEEP)");
         return;
@@ -54,7 +64,14 @@ async fn cleanup_own() {
         for f in &failed {
             eprintln!("docker-harness: interrupted; could not remove {} {}: {}", f.kind, f.name, f.error);
         }
-        eprintln!("docker-harness: interrupted; removed {} resource(s) of this process", mine.len() - failed.len());
+        let me = Owner::current();
+        let contexts = adopt::records(session::current()?.state_dir(), |o| o == me);
+        let adopted = adopt::adopt_recorded(&docker, contexts).await?;
+        eprintln!(
+            "docker-harness: interrupted; removed {} resource(s) of this process and adopted {}",
+            mine.len() - failed.len(),
+            adopted.len()
+        );
         Ok::<(), Error>(())
     };
     match tokio::time::timeout(LIMIT, work).await {

@@ -4,6 +4,7 @@
 //! Only resources labelled `docker-harness.managed=true` are ever listed, and resources are
 //! found by exact label filters, never by Docker's name filter (which matches substrings).
 
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use bollard::Docker;
@@ -11,8 +12,9 @@ use bollard::Docker;
 use crate::config::{settings, PreflightPolicy};
 use crate::error::{CleanupFailure, Error, Result};
 use crate::labels::{self, classify, Verdict};
+use crate::owner::{Liveness, Owner};
 use crate::resource::Resource;
-use crate::{blocking, docker, owner, removal, session};
+use crate::{adopt, blocking, docker, removal, session};
 
 /// A managed resource and what the liveness rules make of it.
 #[derive(Debug, Clone)]
@@ -55,14 +57,12 @@ impl SweepReport {
 pub(crate) async fn survey_with(docker: &Docker, extra: &[String]) -> Result<Vec<Leftover>> {
     let mut filters = vec![format!("{}=true", labels::MANAGED)];
     filters.extend_from_slice(extra);
-    let host = owner::hostname();
     let now = labels::unix_now();
-    let start_of = |pid: u32| owner::process_start(pid);
     Ok(removal::list_labelled(docker, &filters)
         .await?
         .into_iter()
         .map(|r| {
-            let verdict = classify(&r.labels, &host, now, &start_of);
+            let verdict = classify(&r.labels, now, &Owner::liveness);
             Leftover { resource: r, verdict }
         })
         .collect())
@@ -174,9 +174,53 @@ pub(crate) async fn preflight() -> Result<()> {
     let sess = session::current()?;
     session::once(sess.state_dir(), "preflight", Duration::from_secs(120), || async {
         let docker = docker::client().await?;
-        apply_policy(&docker, &[], "pre-test check").await
+        apply_policy(&docker, &[], "pre-test check").await?;
+        if settings()?.preflight == PreflightPolicy::Clean {
+            adopt_for_the_dead(&docker, &session::all_dirs(), "pre-test check").await?;
+            remove_finished_sessions(sess.state_dir());
+        }
+        Ok(())
     })
     .await
+}
+
+/// Adopts what the contexts of dead owners (recorded in these session directories) left
+/// under their identity: resources a program under test made with their prefix or task
+/// label, labelled or not. Owners whose liveness is unknown are left to their own.
+pub(crate) async fn adopt_for_the_dead(docker: &Docker, session_dirs: &[PathBuf], scope: &str) -> Result<()> {
+    let dead: Vec<_> = session_dirs.iter().flat_map(|d| adopt::orphaned_records(d)).collect();
+    if dead.is_empty() {
+        return Ok(());
+    }
+    let contexts = dead.len();
+    let adopted = adopt::adopt_recorded(docker, dead).await?;
+    if !adopted.is_empty() {
+        let names: Vec<String> = adopted.iter().map(ToString::to_string).collect();
+        eprintln!(
+            "docker-harness: {scope}: adopted and removed what {contexts} dead test context(s) left: {}",
+            names.join(", ")
+        );
+    }
+    Ok(())
+}
+
+/// How long a finished session's state stays on the host (its records, for audits).
+const SESSION_STATE_KEPT: Duration = Duration::from_secs(24 * 3600);
+
+/// Removes the state directories of other sessions that are over: untouched for a day,
+/// their runner seen gone (or never recorded), and no context left whose owner is not
+/// seen dead. Keeps the host's state bounded over a laptop's year of runs.
+fn remove_finished_sessions(current: &Path) {
+    for dir in session::all_dirs() {
+        let old =
+            session::last_change(&dir).and_then(|t| t.elapsed().ok()).is_some_and(|age| age >= SESSION_STATE_KEPT);
+        let runner = std::fs::read_to_string(dir.join("runner")).ok().and_then(|r| Owner::parse(r.trim()));
+        let runner_gone = runner.is_none_or(|r| r.liveness() == Liveness::Dead);
+        let live_contexts = !adopt::records(&dir, |o| o.liveness() != Liveness::Dead).is_empty();
+        if dir != current && old && runner_gone && !live_contexts {
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+    }
 }
 
 /// Before a test creates anything: orphans left by an earlier run of the same test.

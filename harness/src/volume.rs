@@ -15,7 +15,7 @@ use crate::error::{Error, Result};
 use crate::guard::{guard_methods, Armed};
 use crate::resource::{Kind, Resource};
 use crate::scope::Scope;
-use crate::{blocking, docker, engine};
+use crate::{blocking, docker, engine, gate};
 
 /// What volume to create.
 #[must_use]
@@ -95,6 +95,7 @@ pub(crate) async fn create(scope: Arc<Scope>, spec: VolumeSpec) -> Result<Volume
             ..Default::default()
         };
         let docker = docker::client().await?;
+        let _pass = gate::enter(&format!("create volume {name}"))?;
         let v = docker.create_volume(req).await.map_err(|e| Error::docker(format!("create volume {name}"), e))?;
         let res = Resource::new(Kind::Volume, v.name.clone(), v.name);
         Ok(VolumeGuard { armed: Armed::new(res, scope), logical: spec.logical })

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
-use crate::owner::{self, Owner};
+use crate::owner::{self, Liveness, Owner};
 use crate::{blocking, docker, labels, session, sweep};
 
 /// Set (to the session ID) in the environment of a process that is to be the watcher.
@@ -45,9 +45,10 @@ fn owner_file_name(o: &Owner) -> String {
     format!("{}-{}", o.pid, o.start)
 }
 
-fn parse_owner_file(host: &str, name: &str) -> Option<Owner> {
-    let (pid, start) = name.split_once('-')?;
-    Some(Owner { host: host.to_string(), pid: pid.parse().ok()?, start: start.parse().ok()? })
+/// An owner file holds its owner's whole identity, place included: one session's state
+/// directory may be seen from several PID namespaces.
+fn read_owner_file(path: &Path) -> Option<Owner> {
+    Owner::parse(std::fs::read_to_string(path).ok()?.trim())
 }
 
 /// Whether this process was started to be the watcher.
@@ -79,13 +80,17 @@ fn register_and_start() -> std::io::Result<()> {
     let dir = sess.state_dir();
     let owners = dir.join("owners");
     std::fs::create_dir_all(&owners)?;
-    std::fs::write(owners.join(owner_file_name(Owner::current())), b"")?;
+    std::fs::write(owners.join(owner_file_name(Owner::current())), Owner::current().to_string())?;
+    if !Owner::current().is_verified() {
+        // It could never tell a dead owner from a live one: expiry does the work instead.
+        return Err(std::io::Error::other("this process cannot see the host's processes"));
+    }
 
     let lock = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(dir.join("watcher.lock"))?;
     lock.lock()?; // held only while checking and starting: a few milliseconds
     let record = dir.join("watcher.json");
     if let Some(r) = read_record(&record) {
-        if owner::process_start(r.pid) == Some(r.start) {
+        if Owner::local(r.pid).is_some_and(|o| o.start == r.start) {
             return Ok(());
         }
     }
@@ -99,8 +104,10 @@ fn register_and_start() -> std::io::Result<()> {
     // Its own process group: nextest signals a test's group on timeout, and a terminal's
     // Ctrl-C goes to the foreground group; neither is the watcher's business.
     std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+    // What decides, a day after, that this session's state may go (see `sweep`).
+    std::fs::write(dir.join("runner"), owner::runner().to_string())?;
     let child = cmd.spawn()?;
-    let start = owner::process_start(child.id()).unwrap_or(0);
+    let start = Owner::local(child.id()).map_or(0, |o| o.start);
     session::write_json(&record, &Record { pid: child.id(), start }).map_err(std::io::Error::other)?;
     Ok(())
 }
@@ -136,17 +143,15 @@ fn say(msg: &str) {
 async fn watch(session_id: String, dir: PathBuf, runner: Option<Owner>) -> Result<()> {
     let docker = docker::client().await?;
     let filter = vec![format!("{}={session_id}", labels::SESSION)];
-    let host = owner::hostname();
+    let host = Owner::current().host.clone();
     let mut known: HashSet<Owner> = HashSet::new();
     let mut last_survey: Option<Instant> = None;
     let mut idle_since = Instant::now();
     loop {
-        for name in std::fs::read_dir(dir.join("owners")).into_iter().flatten().flatten() {
-            if let Some(o) = parse_owner_file(&host, &name.file_name().to_string_lossy()) {
-                known.insert(o);
-            }
+        for entry in std::fs::read_dir(dir.join("owners")).into_iter().flatten().flatten() {
+            known.extend(read_owner_file(&entry.path()).filter(|o| o.host == host));
         }
-        let someone_died = known.iter().any(|o| !o.alive());
+        let someone_died = known.iter().any(|o| o.liveness() == Liveness::Dead);
         if someone_died || last_survey.is_none_or(|t| t.elapsed() >= SURVEY_EVERY) {
             last_survey = Some(Instant::now());
             let leftovers = sweep::survey_with(&docker, &filter).await?;
@@ -157,15 +162,21 @@ async fn watch(session_id: String, dir: PathBuf, runner: Option<Owner>) -> Resul
             if !report.removed.is_empty() || !report.failed.is_empty() {
                 say(&report.summary());
             }
-            for o in known.iter().filter(|o| !o.alive()) {
+            // What a killed test's program made under its identity without its labels.
+            if let Err(e) = sweep::adopt_for_the_dead(&docker, std::slice::from_ref(&dir), "watcher").await {
+                say(&format!("adoption failed: {e}"));
+            }
+            for o in known.iter().filter(|o| o.liveness() == Liveness::Dead) {
                 let _ = std::fs::remove_file(dir.join("owners").join(owner_file_name(o)));
             }
-            known.retain(Owner::alive);
+            known.retain(|o| o.liveness() != Liveness::Dead);
             let live_resources = report.owned + report.kept > 0;
-            let runner_alive = runner.as_ref().is_some_and(Owner::alive);
+            // A runner this watcher cannot judge keeps the session open, as if alive.
+            let runner_alive = runner.as_ref().is_some_and(|r| r.liveness() != Liveness::Dead);
             if !runner_alive && known.is_empty() {
                 // The session is over: what is left of it (its shared resources, judged by
-                // the runner) was just removed as orphans.
+                // the runner) was just removed as orphans, and so goes its working state.
+                session::clear_working_state(&dir);
                 return Ok(());
             }
             if known.is_empty() && !live_resources {
@@ -186,16 +197,24 @@ mod tests {
     use super::*;
 
     #[test]
-    fn owner_files_round_trip() {
-        let o = Owner { host: "h".into(), pid: 42, start: 9000 };
-        assert_eq!(parse_owner_file("h", &owner_file_name(&o)), Some(o));
-        assert_eq!(parse_owner_file("h", "garbage"), None);
-        assert_eq!(parse_owner_file("h", "1-x"), None);
+    fn owner_files_round_trip_with_their_place() {
+        let dir = std::env::temp_dir().join(format!("dh-unit-owners-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let o = Owner { host: "h~b00t~42".into(), pid: 42, start: 9000 };
+        let path = dir.join(owner_file_name(&o));
+        std::fs::write(&path, o.to_string()).unwrap();
+        assert_eq!(read_owner_file(&path), Some(o));
+        std::fs::write(&path, "").unwrap(); // an older release's empty file names no place
+        assert_eq!(read_owner_file(&path), None);
+        std::fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]
-    fn this_process_is_alive_and_a_made_up_one_is_not() {
-        assert!(Owner::current().alive());
-        assert!(!Owner { host: "h".into(), pid: Owner::current().pid, start: Owner::current().start + 1 }.alive());
+    fn this_process_is_alive_and_one_of_another_place_is_unknown() {
+        let me = Owner::current();
+        if me.is_verified() {
+            assert_eq!(me.liveness(), Liveness::Alive);
+        }
+        assert_eq!(Owner { host: "h".into(), ..me.clone() }.liveness(), Liveness::Unknown);
     }
 }

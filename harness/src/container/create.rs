@@ -5,7 +5,9 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use bollard::models::{ContainerCreateBody, EndpointSettings, HostConfig, NetworkingConfig};
+use bollard::models::{
+    ContainerCreateBody, EndpointSettings, HostConfig, Mount, MountType, MountVolumeOptions, NetworkingConfig,
+};
 use bollard::query_parameters::{CreateContainerOptions, StartContainerOptions};
 use bollard::Docker;
 
@@ -14,10 +16,37 @@ use super::wait::poll;
 use super::{files, ports, ContainerGuard, ContainerSpec};
 use crate::error::{Error, Result};
 use crate::scope::Scope;
-use crate::{blocking, docker};
+use crate::{blocking, docker, gate};
 
-/// What Docker is asked to create for a spec, with the harness's labels over the spec's own.
-fn body(spec: &ContainerSpec, image: String, labels: HashMap<String, String>) -> ContainerCreateBody {
+/// A mount through the API's `Mounts`, never a bind string: a named volume Docker creates
+/// for it then carries `labels` (the harness's), as every volume of the test does.
+fn mount(source: &str, target: &str, labels: &HashMap<String, String>) -> Mount {
+    let (target, read_only) = match target.strip_suffix(":ro") {
+        Some(t) => (t, true),
+        None => (target.strip_suffix(":rw").unwrap_or(target), false),
+    };
+    // Absolute host paths are binds (on Windows hosts too: `C:\…`), anything else a volume.
+    let is_path = source.starts_with('/') || source.get(1..3) == Some(":\\") || source.starts_with("\\\\");
+    let (typ, volume_options) = if is_path {
+        (MountType::BIND, None)
+    } else {
+        (MountType::VOLUME, Some(MountVolumeOptions { labels: Some(labels.clone()), ..Default::default() }))
+    };
+    Mount {
+        target: Some(target.to_string()),
+        source: Some(source.to_string()),
+        typ: Some(typ),
+        read_only: Some(read_only),
+        volume_options,
+        ..Default::default()
+    }
+}
+
+/// What Docker is asked to create for a spec: the harness's labels over the spec's own on
+/// the container, and the harness's alone on any volume it creates for a mount.
+fn body(spec: &ContainerSpec, image: String, harness: &HashMap<String, String>) -> ContainerCreateBody {
+    let mut labels = spec.labels.clone();
+    labels.extend(harness.clone());
     let networking_config = spec.network.as_ref().map(|net| NetworkingConfig {
         endpoints_config: Some(HashMap::from([(
             net.clone(),
@@ -35,7 +64,7 @@ fn body(spec: &ContainerSpec, image: String, labels: HashMap<String, String>) ->
         exposed_ports: ports::exposed(&spec.ports),
         healthcheck: spec.healthcheck.clone(),
         host_config: Some(HostConfig {
-            binds: (!spec.mounts.is_empty()).then(|| spec.mounts.clone()),
+            mounts: (!spec.mounts.is_empty()).then(|| spec.mounts.iter().map(|(s, t)| mount(s, t, harness)).collect()),
             network_mode: spec.network.clone(),
             port_bindings: ports::bindings(&spec.ports),
             ..Default::default()
@@ -53,11 +82,10 @@ pub(crate) async fn create(
     name: String,
     labels: HashMap<String, String>,
 ) -> Result<Container> {
-    let mut all = spec.labels.clone();
-    all.extend(labels);
+    let _pass = gate::enter(&format!("create container {name}"))?;
     let opts = CreateContainerOptions { name: Some(name.clone()), platform: String::new() };
     let created = docker
-        .create_container(Some(opts), body(spec, image, all))
+        .create_container(Some(opts), body(spec, image, &labels))
         .await
         .map_err(|e| Error::docker(format!("create container {name}"), e))?;
     Ok(Container::new(created.id, name))
@@ -89,4 +117,29 @@ pub(crate) async fn for_scope(scope: Arc<Scope>, spec: ContainerSpec, image: Str
         Ok(guard)
     })
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_named_volume_is_mounted_with_the_harness_labels_and_a_host_path_as_a_bind() {
+        let labels = HashMap::from([("docker-harness.managed".to_string(), "true".to_string())]);
+        let v = mount("dh-t-1-data", "/data", &labels);
+        assert_eq!(v.typ, Some(MountType::VOLUME));
+        assert_eq!(v.volume_options.and_then(|o| o.labels), Some(labels.clone()));
+        assert_eq!(v.read_only, Some(false));
+        let b = mount("/srv/fixtures", "/fixtures:ro", &labels);
+        assert_eq!((b.typ, b.target.as_deref(), b.read_only), (Some(MountType::BIND), Some("/fixtures"), Some(true)));
+        assert!(b.volume_options.is_none());
+    }
+
+    #[test]
+    fn the_container_carries_the_harness_labels_over_the_specs_own() {
+        let spec = ContainerSpec::new("web").with_label("docker-harness.managed", "no").with_label("app", "x");
+        let harness = HashMap::from([("docker-harness.managed".to_string(), "true".to_string())]);
+        let l = body(&spec, "img".into(), &harness).labels.unwrap();
+        assert_eq!((l["docker-harness.managed"].as_str(), l["app"].as_str()), ("true", "x"));
+    }
 }

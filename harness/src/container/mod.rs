@@ -54,7 +54,7 @@ pub struct ContainerSpec {
     cmd: Option<Vec<String>>,
     entrypoint: Option<Vec<String>>,
     env: Vec<String>,
-    mounts: Vec<String>,
+    mounts: Vec<(String, String)>,
     network: Option<String>,
     aliases: Vec<String>,
     labels: HashMap<String, String>,
@@ -123,9 +123,14 @@ impl ContainerSpec {
         self
     }
 
-    /// Mounts a named volume (or a host path) at `target`, as in `docker run -v SOURCE:TARGET`.
+    /// Mounts a named volume (or an absolute host path) at `target`, as in
+    /// `docker run -v SOURCE:TARGET`; a target ending in `:ro` mounts it read-only.
+    ///
+    /// A named volume that does not exist yet is created by Docker with the test's labels,
+    /// so it is found and removed like the test's own volumes (a `-v` bind string would
+    /// make it unlabelled, and nothing would ever remove it).
     pub fn with_mount(mut self, source: impl Into<String>, target: impl Into<String>) -> Self {
-        self.mounts.push(format!("{}:{}", source.into(), target.into()));
+        self.mounts.push((source.into(), target.into()));
         self
     }
 

@@ -1,0 +1,343 @@
+//! Ownership on every host: a check run from another PID namespace, or by a process with no
+//! `/proc` at all, never takes a live owner for dead; what such a process leaves goes by
+//! expiry; what Docker creates on a test's behalf carries the test's labels; and what a
+//! program under test makes under a test's identity is adopted however the test ends.
+//! Some of these tests sweep the daemon on purpose, so they take the `orphans` lock that
+//! every such test takes.
+
+mod common;
+
+use std::collections::HashMap;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use bollard::models::{NetworkCreateRequest, VolumeCreateRequest};
+use docker_harness::labels::{Owner, MANAGED, TASK};
+use docker_harness::{sweep, ContainerSpec, Counts, TestContext};
+
+use common::{raw, reported, volume_exists};
+
+/// How the child roles below learn what to do.
+fn env(key: &str) -> Option<String> {
+    std::env::var(key).ok().filter(|v| !v.is_empty())
+}
+
+#[test]
+#[ignore = "run as a child"]
+fn child_checks_and_reports() {
+    if !common::is_child() {
+        return;
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        println!("REPORT place={}", Owner::current().host);
+        let ctx = TestContext::named("ownership-child").unwrap();
+        if env("DH_PREPARE").is_some() {
+            // A context's first resource waits for the session's pre-test check.
+            ctx.network("probe").await.unwrap().remove().await.unwrap();
+        }
+        if env("DH_CREATE").is_some() {
+            let v = ctx.volume("left").await.unwrap();
+            println!("REPORT volume={}", v.name());
+            v.keep();
+        }
+        let report = sweep::reap().await.unwrap();
+        println!("REPORT removed={}", report.removed.len());
+        if let Some(name) = env("DH_LOOK_AT") {
+            let survey = sweep::survey().await.unwrap();
+            let seen = survey.iter().find(|l| l.resource.name == name);
+            println!("REPORT verdict={}", seen.map_or("absent".to_string(), |l| format!("{:?}", l.verdict)));
+        }
+        use std::io::Write;
+        std::io::stdout().flush().unwrap();
+        // Ends as a kill would: no teardown, so what it made is left behind.
+        std::process::exit(0);
+    });
+}
+
+/// `unshare` with these flags around a child run of this test binary, in a session of its
+/// own whose pre-test check cleans (as a new CI job's would).
+fn unshared(flags: &[&str], shell_prefix: Option<&str>, test: &str, envs: &[(&str, &str)]) -> Command {
+    let exe = std::env::current_exe().expect("own path");
+    let mut cmd = Command::new("unshare");
+    cmd.args(flags);
+    let args = ["--exact", test, "--ignored", "--nocapture", "--test-threads", "1"];
+    match shell_prefix {
+        // `exec "$0" "$@"` after the prefix: the test binary runs as the shell's last step.
+        Some(prefix) => cmd.args(["sh", "-c", &format!("{prefix} && exec env -u HOSTNAME \"$0\" \"$@\"")]),
+        None => &mut cmd,
+    };
+    cmd.arg(exe).args(args).env("DOCKER_HARNESS_E2E_CHILD", "1");
+    common::own_session(&mut cmd, "ownership");
+    cmd.env("DOCKER_HARNESS_PREFLIGHT", "clean");
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    cmd
+}
+
+fn run(mut cmd: Command) -> HashMap<String, String> {
+    let out = cmd.output().expect("unshare runs (util-linux)");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "the child failed: {}\n{stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    reported(&out.stdout)
+}
+
+/// The expiry a child gives its resources: long enough that a slow machine still sweeps
+/// before it, short enough to wait out.
+const CHILD_TTL: &str = "8";
+
+/// A child's leftover volume is spared by a sweep before its expiry and removed by one
+/// after it: nothing but expiry decides for an owner whose liveness is unknown.
+async fn goes_by_expiry(volume: &str) -> anyhow::Result<()> {
+    let docker = raw().await;
+    let expires: u64 = docker.inspect_volume(volume).await?.labels[docker_harness::labels::EXPIRES].parse()?;
+    sweep::reap().await?;
+    let now = || std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    anyhow::ensure!(now() < expires, "the machine took the whole expiry to get here; nothing was shown");
+    assert!(volume_exists(&docker, volume).await, "{volume} was swept before its expiry");
+    tokio::time::sleep(Duration::from_secs(expires.saturating_sub(now()) + 2)).await;
+    sweep::reap().await?;
+    assert!(!volume_exists(&docker, volume).await, "{volume} outlived its expiry");
+    Ok(())
+}
+
+#[tokio::test]
+#[serial_test::file_serial(orphans)]
+async fn a_check_in_another_pid_namespace_spares_a_live_owner_and_its_leftovers_go_by_expiry() -> anyhow::Result<()> {
+    let ctx = TestContext::new()?;
+    ctx.declare(Counts::new(0, 0, 1));
+    let held = ctx.volume("held").await?;
+    let child = unshared(
+        &["--pid", "--fork", "--mount-proc"],
+        None,
+        "child_checks_and_reports",
+        &[("DH_LOOK_AT", held.name()), ("DH_CREATE", "1"), ("DOCKER_HARNESS_TTL", CHILD_TTL)],
+    );
+    let r = run(child);
+    assert_ne!(r["place"], Owner::current().host, "another PID namespace is another place");
+    assert_eq!(r["verdict"], "Owned", "the namespaced check took this live test's volume for an orphan");
+    assert!(volume_exists(&raw().await, held.name()).await);
+
+    // When the namespace's first process ends, the kernel ends everything in it, its
+    // watcher too. For this host its resources are another place's: unknown, so they wait
+    // for their expiry (short here; a namespaced CI job sets DOCKER_HARNESS_TTL likewise).
+    goes_by_expiry(&r["volume"]).await
+}
+
+#[tokio::test]
+#[serial_test::file_serial(orphans)]
+async fn a_process_without_proc_spares_live_owners_and_its_own_resources_go_by_expiry() -> anyhow::Result<()> {
+    let ctx = TestContext::new()?;
+    ctx.declare(Counts::new(0, 0, 1));
+    let held = ctx.volume("held").await?;
+    let child = unshared(
+        &["--mount", "--fork"],
+        Some("mount -t tmpfs none /proc"),
+        "child_checks_and_reports",
+        &[("DH_LOOK_AT", held.name()), ("DH_CREATE", "1"), ("DOCKER_HARNESS_TTL", CHILD_TTL)],
+    );
+    let r = run(child);
+    assert!(r["place"].contains("~unverified~"), "no /proc, yet it vouched for its place: {}", r["place"]);
+    assert_eq!(r["verdict"], "Owned", "a process without /proc took this live test's volume for an orphan");
+    assert!(volume_exists(&raw().await, held.name()).await);
+    goes_by_expiry(&r["volume"]).await
+}
+
+#[tokio::test]
+async fn a_volume_docker_creates_for_a_mount_carries_the_tests_labels() -> anyhow::Result<()> {
+    let ctx = TestContext::new()?;
+    ctx.declare(Counts::new(1, 0, 1));
+    let implicit = ctx.name_for("implicit");
+    let c =
+        ctx.container(ContainerSpec::new("c").with_cmd(["true"]).with_mount(&implicit, "/data").created_only()).await?;
+    let docker = raw().await;
+    let labels = docker.inspect_volume(&implicit).await?.labels;
+    assert_eq!(labels.get(MANAGED).map(String::as_str), Some("true"), "{labels:?}");
+    assert_eq!(labels.get(TASK).map(String::as_str), Some(ctx.task_id()), "{labels:?}");
+    c.into_context();
+    let report = ctx.finish().await?;
+    assert_eq!(report.adopted.len(), 1, "the mount's volume is the test's: {:?}", report.adopted);
+    assert!(!volume_exists(&docker, &implicit).await);
+    Ok(())
+}
+
+#[test]
+#[ignore = "run as a child"]
+fn child_creates_until_stopped() {
+    if !common::is_child() {
+        return;
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let ctx = TestContext::named("ownership-burst").unwrap();
+        println!("REPORT prefix={}", ctx.prefix());
+        let seed = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fixtures/seed");
+        let data = ctx.volume("data").await.unwrap();
+        for i in 0.. {
+            let made = if env("DH_MODE").as_deref() == Some("seed") {
+                ctx.create_volume(docker_harness::VolumeSpec::new(format!("seeded{i}")).with_seed(&seed))
+                    .await
+                    .map(drop)
+            } else {
+                let spec = ContainerSpec::new(format!("c{i}")).with_cmd(["true"]).with_volume(&data, "/data");
+                ctx.container(spec.created_only()).await.map(|c| c.into_context())
+            };
+            if i == 0 {
+                println!("REPORT ready=1");
+                use std::io::Write;
+                std::io::stdout().flush().unwrap();
+            }
+            if let Err(e) = made {
+                println!("REPORT refused={e}");
+            }
+        }
+    });
+}
+
+/// Everything on the daemon whose name starts with `prefix`, labelled or not.
+async fn named_with(prefix: &str) -> Vec<String> {
+    let docker = raw().await;
+    let mut names: Vec<String> = Vec::new();
+    let containers = docker
+        .list_containers(Some(bollard::query_parameters::ListContainersOptions { all: true, ..Default::default() }))
+        .await
+        .unwrap();
+    names.extend(
+        containers.into_iter().flat_map(|c| c.names.unwrap_or_default()).map(|n| n.trim_start_matches('/').to_string()),
+    );
+    let networks = docker.list_networks(None::<bollard::query_parameters::ListNetworksOptions>).await.unwrap();
+    names.extend(networks.into_iter().filter_map(|n| n.name));
+    let volumes = docker.list_volumes(None::<bollard::query_parameters::ListVolumesOptions>).await.unwrap();
+    names.extend(volumes.volumes.unwrap_or_default().into_iter().map(|v| v.name));
+    names.retain(|n| n.starts_with(prefix));
+    names
+}
+
+/// A child that creates without pause, SIGTERMed once it is going: it exits with 143 and
+/// leaves nothing under its prefix, labelled or not.
+async fn stopped_mid_creation(mode: &str) -> anyhow::Result<()> {
+    let mut cmd = common::child("child_creates_until_stopped", &[("DH_MODE", mode)]);
+    common::own_session(&mut cmd, "burst");
+    cmd.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+    let mut child = cmd.spawn()?;
+    let mut prefix = String::new();
+    {
+        use std::io::BufRead;
+        let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+        for line in lines.by_ref() {
+            let line = line?;
+            if let Some(p) = line.split_once("REPORT prefix=").map(|(_, p)| p.to_string()) {
+                prefix = p;
+            }
+            if line.contains("REPORT ready=1") {
+                break;
+            }
+        }
+        std::thread::spawn(move || lines.for_each(drop));
+    }
+    assert!(!prefix.is_empty(), "the child never said its prefix");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    common::signal(&child, "TERM");
+    let status = child.wait()?;
+    assert_eq!(status.code(), Some(143), "SIGTERM ends the process with 128 + 15");
+    let left = named_with(&prefix).await;
+    assert!(left.is_empty(), "left after SIGTERM mid-{mode}: {left:?}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn sigterm_during_a_burst_of_container_creation_leaves_nothing_labelled_or_not() -> anyhow::Result<()> {
+    stopped_mid_creation("burst").await
+}
+
+#[tokio::test]
+async fn sigterm_during_volume_seeding_leaves_nothing_labelled_or_not() -> anyhow::Result<()> {
+    stopped_mid_creation("seed").await
+}
+
+#[test]
+#[ignore = "run as a child"]
+fn child_hands_its_prefix_to_a_program() {
+    if !common::is_child() {
+        return;
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let ctx = TestContext::named("ownership-program").unwrap();
+        // What a program under test does with a prefix it was handed: names without labels.
+        let name = format!("{}-made-by-the-program", ctx.prefix());
+        let docker = raw().await;
+        docker.create_volume(VolumeCreateRequest { name: Some(name.clone()), ..Default::default() }).await.unwrap();
+        docker.create_network(NetworkCreateRequest { name: name.clone(), ..Default::default() }).await.unwrap();
+        ctx.network("own").await.unwrap(); // something of its own, so its watcher registers it
+        println!("REPORT name={name}");
+        println!("REPORT ready=1");
+        use std::io::Write;
+        std::io::stdout().flush().unwrap();
+        tokio::time::sleep(Duration::from_secs(120)).await;
+    });
+}
+
+#[tokio::test]
+#[serial_test::file_serial(orphans)]
+async fn what_a_sigkilled_tests_program_made_under_its_prefix_is_adopted_by_the_watcher() -> anyhow::Result<()> {
+    let state = std::env::temp_dir().join("docker-harness-e2e").join(common::unique("adopt-watcher"));
+    let name = killed_program_named(&state, &common::unique("s"), true)?;
+    let killed = Instant::now();
+    let gone = common::eventually(Duration::from_secs(30), || async { named_with(&name).await.is_empty() }).await;
+    println!("the watcher adopted {name} {:?} after the SIGKILL", killed.elapsed());
+    assert!(gone, "{name} outlived its killed test: {:?}", named_with(&name).await);
+    Ok(())
+}
+
+#[tokio::test]
+#[serial_test::file_serial(orphans)]
+async fn without_a_watcher_the_next_sessions_check_adopts_what_a_killed_tests_program_made() -> anyhow::Result<()> {
+    let state = std::env::temp_dir().join("docker-harness-e2e").join(common::unique("adopt-check"));
+    let name = killed_program_named(&state, &common::unique("s1"), false)?;
+    assert!(!named_with(&name).await.is_empty(), "nothing removed it yet: no watcher, no check");
+    // The next session on this host, with the same state root: its pre-test check adopts.
+    let mut next = common::child("child_checks_and_reports", &[("DH_PREPARE", "1")]);
+    common::own_session(&mut next, "next");
+    next.env("DOCKER_HARNESS_STATE_DIR", &state).env("DOCKER_HARNESS_PREFLIGHT", "clean");
+    let out = next.output()?;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let left = named_with(&name).await;
+    assert!(left.is_empty(), "the next session's check left {left:?}");
+    Ok(())
+}
+
+/// As `killed_program`, reading the name it reported.
+fn killed_program_named(state: &std::path::Path, session: &str, watcher: bool) -> anyhow::Result<String> {
+    use std::io::BufRead;
+    let mut cmd = common::child("child_hands_its_prefix_to_a_program", &[]);
+    common::own_session(&mut cmd, "program");
+    cmd.env("DOCKER_HARNESS_SESSION", session).env("DOCKER_HARNESS_STATE_DIR", state);
+    if watcher {
+        cmd.env_remove("DOCKER_HARNESS_WATCHER");
+    }
+    cmd.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::null());
+    let mut child = cmd.spawn()?;
+    let mut name = String::new();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    for line in lines.by_ref() {
+        let line = line?;
+        if let Some((_, n)) = line.split_once("REPORT name=") {
+            name = n.to_string();
+        }
+        if line.contains("REPORT ready=1") {
+            break;
+        }
+    }
+    std::thread::spawn(move || lines.for_each(drop));
+    anyhow::ensure!(!name.is_empty(), "the program child never said what it made");
+    common::signal(&child, "KILL");
+    child.wait()?;
+    Ok(name)
+}
