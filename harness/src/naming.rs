@@ -1,8 +1,14 @@
-//! Valid Docker names from any test name.
+//! Valid Docker names from any test or logical name.
 //!
 //! Docker names must match `[a-zA-Z0-9][a-zA-Z0-9_.-]*`. A name also serves as a DNS name on
-//! user networks, so a prefix is kept well inside a 63-character DNS label, leaving room
-//! for the logical name that follows it.
+//! user networks, so every name is kept within a 63-character DNS label: a prefix takes at
+//! most 44 of them, and the logical name that follows it is shortened when it would not fit.
+//!
+//! Sanitising is lossy (`über` and `ber` both clean to `ber`), so a logical name that is not
+//! already a clean one, or that has to be shortened, carries a hash of itself after a `--`:
+//! `dh-<test>-<task>-ber--610baf`. A clean name never holds `--` (sanitising collapses every
+//! run of separators to one `-`), so a hashed name can never equal a name kept as it is, and
+//! two hashed names are equal only when their cleaned beginning and their hash both are.
 
 /// At most this many characters of the sanitised test name go into a prefix.
 const TEST_PART_MAX: usize = 32;
@@ -24,14 +30,27 @@ pub(crate) fn prefix(test_name: &str, task_id: &str) -> String {
     format!("dh-{part}-{short_task}")
 }
 
-/// A Docker name for one resource of a context: `<prefix>-<logical name>`.
+/// The longest Docker name the harness makes: one DNS label.
+const NAME_MAX: usize = 63;
+
+/// Between a shortened or lossy logical name and its hash; never in a clean name.
+const HASH_MARK: &str = "--";
+
+/// A Docker name for one resource of a context: `<prefix>-<logical name>` when the logical
+/// name is already clean (lower case, nothing sanitising would change) and the whole fits in
+/// [`NAME_MAX`]; otherwise `<prefix>-<cleaned logical name, cut to fit>--<hash of the logical
+/// name>`, so two logical names of one context never share a Docker name.
 pub(crate) fn resource_name(prefix: &str, logical: &str) -> String {
     let clean = sanitize(logical);
-    if clean.is_empty() {
-        format!("{prefix}-r{}", hash6(logical))
-    } else {
-        format!("{prefix}-{clean}")
+    if !clean.is_empty() && clean == logical && prefix.len() + 1 + clean.len() <= NAME_MAX {
+        return format!("{prefix}-{clean}");
     }
+    let hash = hash6(logical);
+    let room = NAME_MAX.saturating_sub(prefix.len() + 1 + HASH_MARK.len() + hash.len()).max(1);
+    // The cut ends on a letter or digit, so no separator runs into the mark.
+    let stem = clean[..clean.len().min(room)].trim_end_matches(['-', '.', '_']);
+    let stem = if stem.is_empty() { "r" } else { stem };
+    format!("{prefix}-{stem}{HASH_MARK}{hash}")
 }
 
 /// Lower-cases, turns every run of characters Docker refuses (including `::`, spaces and
@@ -60,7 +79,8 @@ pub(crate) fn is_plain_key(key: &str) -> bool {
     (1..=64).contains(&key.len()) && key.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
 }
 
-/// Six hex digits of FNV-1a: enough to tell names apart in a prefix, stable across runs.
+/// Six hex digits of FNV-1a: enough to tell names apart within a context, stable across runs
+/// (so a name reads the same in every run, and on every host).
 fn hash6(s: &str) -> String {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for b in s.bytes() {
@@ -125,10 +145,96 @@ mod tests {
         assert_ne!(prefix("тест", TASK), prefix("юникод", TASK));
     }
 
+    /// The longest prefix there is: a test name cut short with its hash, and a full task.
+    fn longest_prefix() -> String {
+        let p = prefix(&"t".repeat(300), TASK);
+        assert_eq!(p.len(), 44, "{p}");
+        p
+    }
+
+    /// A name a resource can carry: a Docker name that is also one DNS label's length.
+    fn assert_fits(name: &str) {
+        assert!(is_valid_docker_name(name), "{name:?} is no valid Docker name");
+        assert!(name.len() <= NAME_MAX, "{name:?} is {} characters long", name.len());
+    }
+
     #[test]
-    fn logical_names_are_sanitised_too() {
-        assert_eq!(resource_name("dh-t-1", "My Net"), "dh-t-1-my-net");
-        assert!(resource_name("dh-t-1", "ü").starts_with("dh-t-1-r"));
+    fn a_clean_logical_name_is_kept_exactly() {
+        assert_eq!(resource_name("dh-t-1", "web"), "dh-t-1-web");
+        assert_eq!(resource_name("dh-t-1", "my-net"), "dh-t-1-my-net");
+        assert_eq!(resource_name("dh-t-1", "a_b"), "dh-t-1-a_b");
+        assert_eq!(resource_name("dh-t-1", "a.b"), "dh-t-1-a.b");
+        assert_eq!(resource_name(&prefix("isolation_works", TASK), "web"), "dh-isolation_works-3f2a9c1e-web");
+    }
+
+    #[test]
+    fn a_lossy_logical_name_gets_a_hash_and_stays_apart_from_its_clean_twin() {
+        for (lossy, clean) in [("über", "ber"), ("My Net", "my-net"), ("a b", "a-b"), ("Web", "web"), ("-web-", "web")]
+        {
+            let (l, c) = (resource_name("dh-t-1", lossy), resource_name("dh-t-1", clean));
+            assert_eq!(c, format!("dh-t-1-{clean}"));
+            assert_eq!(l, format!("dh-t-1-{clean}--{}", hash6(lossy)), "{lossy:?}");
+            assert_ne!(l, c);
+            assert_fits(&l);
+        }
+        // `_` and `.` are kept as they are, so these two never met in the first place.
+        assert_ne!(resource_name("dh-t-1", "a_b"), resource_name("dh-t-1", "a.b"));
+        assert!(resource_name("dh-t-1", "ü").starts_with("dh-t-1-r--"));
+        assert_ne!(resource_name("dh-t-1", "ü"), resource_name("dh-t-1", "é"));
+    }
+
+    #[test]
+    fn a_clean_name_can_never_pose_as_a_hashed_one() {
+        // `ber--<hash of über>` is not clean (sanitising collapses the `--`), so it is hashed
+        // in turn; `ber-<hash of über>` is clean and has no `--`.
+        let hashed = resource_name("dh-t-1", "über");
+        let lookalike = hashed.trim_start_matches("dh-t-1-").to_string();
+        assert_ne!(resource_name("dh-t-1", &lookalike), hashed);
+        assert_ne!(resource_name("dh-t-1", &lookalike.replace("--", "-")), hashed);
+    }
+
+    #[test]
+    fn a_300_character_logical_name_fits_in_one_dns_label() {
+        let p = longest_prefix();
+        let long = "v".repeat(300);
+        let name = resource_name(&p, &long);
+        assert_fits(&name);
+        assert!(name.starts_with(&format!("{p}-vvvv")), "{name}");
+        // Names that differ only past the cut still differ, and so do lossy long ones.
+        assert_ne!(name, resource_name(&p, &"v".repeat(301)));
+        assert_ne!(name, resource_name(&p, &format!("{}w", "v".repeat(299))));
+        let unicode = "ü".repeat(300);
+        assert_fits(&resource_name(&p, &unicode));
+        assert_fits(&resource_name("dh-t-1", &long));
+    }
+
+    #[test]
+    fn the_limit_is_the_whole_name_not_the_logical_part() {
+        let p = longest_prefix();
+        let fits = "x".repeat(NAME_MAX - p.len() - 1);
+        assert_eq!(resource_name(&p, &fits), format!("{p}-{fits}"));
+        let over = format!("{fits}x");
+        let name = resource_name(&p, &over);
+        assert_fits(&name);
+        assert!(name.ends_with(&format!("--{}", hash6(&over))), "{name}");
+        // A cut never leaves a separator before the mark.
+        let dotted = format!("{}.{}", "x".repeat(9), "y".repeat(20));
+        assert!(!resource_name(&p, &dotted).contains(".--"), "{}", resource_name(&p, &dotted));
+    }
+
+    #[test]
+    fn many_logical_names_of_one_context_make_as_many_docker_names() {
+        let p = longest_prefix();
+        let mut logical: Vec<String> =
+            ["über", "ber", "Ber", "BER", "ber ", "ü", "é", "", "My Net", "my-net", "my net"]
+                .iter()
+                .map(ToString::to_string)
+                .collect();
+        logical.extend((0..200).map(|i| format!("{}{i}", "n".repeat(40))));
+        logical.extend((0..200).map(|i| format!("Ünïcödé {i}")));
+        let names: std::collections::HashSet<String> = logical.iter().map(|l| resource_name(&p, l)).collect();
+        assert_eq!(names.len(), logical.len());
+        names.iter().for_each(|n| assert_fits(n));
     }
 
     #[test]

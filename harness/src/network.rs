@@ -5,6 +5,8 @@ use std::fmt;
 use std::sync::Arc;
 
 use bollard::models::NetworkCreateRequest;
+use bollard::query_parameters::ListNetworksOptions;
+use bollard::Docker;
 
 use crate::error::{Error, Result};
 use crate::guard::{guard_methods, Armed};
@@ -92,8 +94,85 @@ pub(crate) async fn create(scope: Arc<Scope>, spec: NetworkSpec) -> Result<Netwo
         let created = engine::past_interface_race(|| docker.create_network(req.clone()))
             .await
             .map_err(|e| Error::docker(format!("create network {name}"), e))?;
-        let res = Resource::new(Kind::Network, created.id, name);
-        Ok(NetworkGuard { armed: Armed::new(res, scope), logical: spec.logical })
+        let res = Resource::new(Kind::Network, created.id, name.clone());
+        // Guarded from here on: whatever goes wrong below, the network does not outlive the
+        // context.
+        let mut guard = NetworkGuard { armed: Armed::new(res, scope), logical: spec.logical };
+        let others = match others_named(&docker, &name, guard.id()).await {
+            Ok(others) => others,
+            Err(e) => {
+                // Unchecked, it may be a twin; the context's teardown retries what this misses.
+                let _ = guard.armed.remove().await;
+                return Err(e);
+            }
+        };
+        if others.is_empty() {
+            return Ok(guard);
+        }
+        let ours = guard.id().to_string();
+        let removed = guard.armed.remove().await;
+        Err(name_taken(&name, &others, &ours, removed.err()))
     })
     .await
+}
+
+/// The IDs of the networks other than `ours` whose name is exactly `name`. Docker before API
+/// 1.44 does not refuse a second network under a name already taken; it creates it and says
+/// so only in a warning. Docker's name filter matches substrings, so it only narrows the
+/// listing: the names are compared here.
+async fn others_named(docker: &Docker, name: &str, ours: &str) -> Result<Vec<String>> {
+    let filters = HashMap::from([("name".to_string(), vec![name.to_string()])]);
+    let listed = docker
+        .list_networks(Some(ListNetworksOptions { filters: Some(filters) }))
+        .await
+        .map_err(|e| Error::docker(format!("list networks named {name}"), e))?;
+    Ok(listed
+        .into_iter()
+        .filter(|n| n.name.as_deref() == Some(name))
+        .filter_map(|n| n.id)
+        .filter(|id| id != ours)
+        .collect())
+}
+
+/// The conflict a Docker of API 1.44 or later answers itself: a 409, so that
+/// [`Error::is_conflict`] holds whichever daemon it was.
+fn name_taken(name: &str, others: &[String], ours: &str, not_removed: Option<Error>) -> Error {
+    let short = |id: &str| id.chars().take(12).collect::<String>();
+    let others: Vec<String> = others.iter().map(|id| short(id)).collect();
+    let fate = match not_removed {
+        None => "which the harness removed again".to_string(),
+        Some(e) => format!("which could not be removed yet ({e}); the context's teardown removes it"),
+    };
+    let message = format!(
+        "network name {name} is already taken by network {}; this daemon (API before 1.44) created a \
+         second network {} under it anyway, {fate}.\n  \
+         help: another network of this context (the harness's, or one a program under test made \
+         under its prefix) already has this name; give this one another logical name",
+        others.join(", "),
+        short(ours),
+    );
+    Error::docker(
+        format!("create network {name}"),
+        bollard::errors::Error::DockerResponseServerError { status_code: 409, message },
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_taken_name_is_a_conflict_that_says_what_became_of_the_twin() {
+        let e = name_taken("dh-t-1-net", &["a".repeat(64)], &"b".repeat(64), None);
+        assert!(e.is_conflict(), "{e}");
+        let text = e.to_string();
+        assert!(text.starts_with("failed to create network dh-t-1-net: "), "{text}");
+        assert!(text.contains(&format!("taken by network {}", "a".repeat(12))), "{text}");
+        assert!(text.contains(&format!("second network {} under it anyway, which the harness removed", "b".repeat(12))));
+        assert!(text.contains("\n  help: "), "{text}");
+        let left =
+            Error::Timeout { what: "see network dh-t-1-net gone".into(), after: std::time::Duration::from_secs(10) };
+        let text = name_taken("dh-t-1-net", &["a".into()], "b", Some(left)).to_string();
+        assert!(text.contains("could not be removed yet (timed out after 10s"), "{text}");
+    }
 }
