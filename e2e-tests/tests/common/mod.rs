@@ -1,10 +1,12 @@
 //! Helpers shared by the e2e tests: an independent Docker client (raw bollard, not the
-//! harness's) to witness what exists, and a way to re-run this test binary as a child.
+//! harness's) to witness what exists, a way to re-run this test binary as a child, and the
+//! one directory for temporary files.
 #![allow(dead_code, unreachable_pub)]
 
 pub mod web;
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
@@ -119,10 +121,32 @@ where
     }
 }
 
+/// The one directory for the suite's temporary files: `e2e-tmp` in this harness session's
+/// state directory, which goes with the session's state, so a test killed midway leaves
+/// nothing in the system's temp directory. Never `std::env::temp_dir()` directly.
+pub fn e2e_tmp() -> PathBuf {
+    let dir = docker_harness::session::current().expect("a usable session").state_dir().join("e2e-tmp");
+    std::fs::create_dir_all(&dir).expect("the suite's temporary directory");
+    dir
+}
+
+/// A fresh, empty directory of the suite's under [`e2e_tmp`], named after `tag`.
+pub fn scratch_dir(tag: &str) -> PathBuf {
+    let dir = e2e_tmp().join(unique(tag));
+    std::fs::create_dir_all(&dir).expect("a scratch directory");
+    dir
+}
+
+/// The state directory (`DOCKER_HARNESS_STATE_DIR`) of a child's own session `id`, as set
+/// by [`own_session`].
+pub fn own_session_state(id: &str) -> PathBuf {
+    e2e_tmp().join(id)
+}
+
 /// Makes a child start a session of its own, with fresh state.
 pub fn own_session(cmd: &mut Command, tag: &str) -> String {
     let id = format!("e2e-{tag}-{}", uuid::Uuid::new_v4().simple());
-    let dir = std::env::temp_dir().join("docker-harness-e2e").join(&id);
+    let dir = own_session_state(&id);
     cmd.env_remove("NEXTEST_RUN_ID").env("DOCKER_HARNESS_SESSION", &id).env("DOCKER_HARNESS_STATE_DIR", dir);
     // A new session's pre-test check would sweep every orphan on the daemon, including
     // those other tests make on purpose; tests of the check itself set the policy again.
