@@ -13,6 +13,12 @@ SHELL := bash
 
 WITH_IMAGE := scripts/with-image.sh
 CANARY := scripts/canary.sh
+# The suite's bait (what it makes outside the harness on purpose, see scripts/bait.sh):
+# every target that runs the suite depends on bait-sweep, which first removes the bait a
+# killed run left. The canary's owner is this make process ($(shell) runs as its child),
+# so its canary counts as live exactly as long as the target runs.
+BAIT := scripts/bait.sh
+export DH_BAIT_PID := $(shell echo $$PPID)
 PODMAN := scripts/podman.sh
 # Steps of `make test`, in order; append new ones here. `leftovers` always
 # runs last, even after a failed step. Each step's wall time is printed after
@@ -31,7 +37,7 @@ TEST_STEPS := lint unit e2e audit e2e-concurrent e2e-cold doctest e2e-shared e2e
 #   2. add a target that runs them with `special_step` (BINARIES[,NEXTEST ARGS], -j8
 #      unless given; nothing is left out there):
 #        # What it proves, in one line.
-#        e2e-compose: deps check-daemon
+#        e2e-compose: deps check-daemon bait-sweep
 #        	$(call special_step,compose)
 #   3. append the target to TEST_STEPS and .PHONY, and add its row to the README's table.
 # Recipes that run the suite pass $(SUITE_FILTER_ARGS), or $(call suite_filter,EXPR) for a
@@ -60,7 +66,7 @@ JUNIT_DIR := target/nextest/ci
 save_junit = if [[ -f $(JUNIT_DIR)/junit.xml ]]; then mv $(JUNIT_DIR)/junit.xml $(JUNIT_DIR)/junit-$(or $(JUNIT_STEP),$@).xml; fi
 APT_PACKAGES := busybox-static docker-registry socat util-linux
 
-.PHONY: test deps check-daemon unit e2e audit e2e-concurrent e2e-cold doctest e2e-shared e2e-remote e2e-shards e2e-podman podman-smoke deps-podman leftovers fmt lint status reap clean bench
+.PHONY: test deps check-daemon bait-sweep unit e2e audit e2e-concurrent e2e-cold doctest e2e-shared e2e-remote e2e-shards e2e-podman podman-smoke deps-podman leftovers fmt lint status reap clean bench
 
 test:
 	@steps=($(TEST_STEPS) leftovers); failed=(); secs=(); results=(); \
@@ -93,13 +99,18 @@ deps:
 check-daemon:
 	@scripts/check-daemon.sh
 
+# Removes the suite's stale bait (its owner is gone, or it is another host's and older than
+# 10 minutes), never a live run's: the first step of every target that runs the suite.
+bait-sweep: check-daemon
+	@$(BAIT) sweep
+
 # The library's tests and the CLI's (package docker-harness-cli).
 unit: deps
 	rc=0; cargo nextest run -p docker-harness -p docker-harness-cli || rc=$$?; $(save_junit); exit $$rc
 
 # The canary is removed even when the suite fails, and its check still runs
 # then: a failing suite that also deleted foreign resources should say so.
-e2e: deps check-daemon
+e2e: deps check-daemon bait-sweep
 	$(CANARY) create
 	@rc=0; \
 	$(WITH_IMAGE) cargo nextest run -p e2e-tests -j8 $(SUITE_FILTER_ARGS) || rc=$$?; \
@@ -110,35 +121,35 @@ e2e: deps check-daemon
 
 # The suite under an independent ledger of docker events: every container, network and
 # volume a session created was destroyed, and the numbers match what the tests declared.
-audit: deps check-daemon
+audit: deps check-daemon bait-sweep
 	cargo build -q -p e2e-tests --bins
 	rm -rf target/docker-harness/ledger
 	$(WITH_IMAGE) target/debug/ledger --state-dir target/docker-harness/ledger -- cargo nextest run -p e2e-tests -j8 $(SUITE_FILTER_ARGS)
 
 # Two nextest runs of the suite at once against the same daemon, as two sessions.
-e2e-concurrent: deps check-daemon
+e2e-concurrent: deps check-daemon bait-sweep
 	$(WITH_IMAGE) scripts/e2e-concurrent.sh
 
 # The suite from a cold image cache, then a warm one: exactly one pull, then none.
-e2e-cold: deps check-daemon
+e2e-cold: deps check-daemon bait-sweep
 	$(WITH_IMAGE) scripts/e2e-cold.sh
 
 # The suite against a daemon reached over TCP, as a remote one is: a socat proxy on a free
 # loopback port stands in for the remote engine, stopped by its PID when the target ends.
 # With DOCKER_HOST=tcp://… already set, that daemon is used instead, as it is.
-e2e-remote: deps check-daemon
+e2e-remote: deps check-daemon bait-sweep
 	@rc=0; scripts/e2e-remote.sh cargo nextest run -p e2e-tests -j8 $(SUITE_FILTER_ARGS) || rc=$$?; $(save_junit); exit $$rc
 
 # The suite as two CI shards (--partition count:1/2 and count:2/2) at once against the
 # same daemon: two sessions, both pass, nothing of either is left.
-e2e-shards: deps check-daemon
+e2e-shards: deps check-daemon bait-sweep
 	$(WITH_IMAGE) scripts/e2e-shards.sh
 
 # One session-shared container for 17 tests under -j8: created exactly once (counted from
 # docker events), kept through every test's teardown, removed once the session is over.
 # Its session's pre-test check also removes the shared containers earlier steps' sessions
 # left (their runners are gone), so `leftovers` finds none.
-e2e-shared: deps check-daemon
+e2e-shared: deps check-daemon bait-sweep
 	$(WITH_IMAGE) scripts/shared-count.sh
 
 # The e2e suite against Podman's Docker-compatible API instead of Docker, set up from
@@ -168,14 +179,29 @@ doctest: deps check-daemon
 bench: deps check-daemon
 	$(WITH_IMAGE) cargo run --release -p docker-harness-bench
 
+# Fails on anything a run left: whatever carries the harness's docker-harness.managed label,
+# anything named dh-* without it (the harness's names, so either bait or what a program under
+# test made), and the e2e suite's bait (label docker-harness-e2e.bait) under any name.
 leftovers: check-daemon
-	@found=$$(docker ps -a --filter label=docker-harness.managed --format 'container {{.ID}} {{.Names}} ({{.Status}})'); \
-	found+=$$'\n'$$(docker network ls --filter label=docker-harness.managed --format 'network {{.ID}} {{.Name}}'); \
-	found+=$$'\n'$$(docker volume ls --filter label=docker-harness.managed --format 'volume {{.Name}}'); \
-	found=$$(grep -v '^$$' <<<"$$found" || true); \
-	if [[ -n $$found ]]; then \
-	  echo "leftovers: resources labelled docker-harness.managed are still present:" >&2; \
-	  sed 's/^/  /' <<<"$$found" >&2; \
+	@cols='{{.Label "docker-harness.managed"}}\t{{.Label "docker-harness-e2e.bait"}}'; \
+	all=$$(docker ps -a --format "container\t{{.ID}}\t{{.Names}} ({{.Status}})\t$$cols"); \
+	all+=$$'\n'$$(docker network ls --format "network\t{{.ID}}\t{{.Name}}\t$$cols"); \
+	all+=$$'\n'$$(docker volume ls --format "volume\t\t{{.Name}}\t$$cols"); \
+	report() { awk -F'\t' -v want="$$1" '$$1 != "" { \
+	    what = $$4 != "" ? "managed" : $$3 ~ /^dh-/ ? "unmanaged" : $$5 != "" ? "bait" : ""; \
+	    if (what == want) print "  " $$1 ($$2 == "" ? "" : " " $$2) " " $$3 }' <<<"$$all"; }; \
+	found=0; \
+	for what in managed unmanaged bait; do \
+	  list=$$(report "$$what"); [[ -n $$list ]] || continue; found=1; \
+	  case $$what in \
+	  managed) echo "leftovers: resources labelled docker-harness.managed are still present:" >&2 ;; \
+	  unmanaged) echo "leftovers: resources named dh-* without the docker-harness.managed label are still present:" >&2 ;; \
+	  bait) echo "leftovers: the e2e suite's bait (label docker-harness-e2e.bait) is still present:" >&2 ;; \
+	  esac; \
+	  printf '%s\n' "$$list" >&2; \
+	done; \
+	if (( found )); then \
+	  echo "leftovers: the suite's stale bait goes with '$(BAIT) sweep'; remove anything else by its name" >&2; \
 	  exit 1; \
 	fi; \
 	echo "leftovers: none"

@@ -5,6 +5,7 @@
 
 mod common;
 
+use std::collections::HashMap;
 use std::process::{Command, Output};
 
 use bollard::models::NetworkCreateRequest;
@@ -13,11 +14,16 @@ use docker_harness::{Counts, Error, Kind, TestContext};
 
 use common::raw;
 
-/// Runs the task runner with this context's identity plus `extra` arguments.
+/// Runs the task runner with this context's identity plus `extra` arguments. What it makes
+/// is also this test's bait (`--mark`), the volume `--unlabelled-volume` leaves without the
+/// harness's labels included: a run killed before the teardown leaves nothing that the
+/// next run's bait sweep does not find.
 async fn task_runner(ctx: &TestContext, task: &str, cmd: &str, extra: &[&str]) -> anyhow::Result<Output> {
     let image = docker_harness::session_image().await?.reference;
+    let (bait_key, bait_value) = common::bait_label();
     let out = Command::new(env!("CARGO_BIN_EXE_task-runner"))
         .args(["--task-id", task, "--cmd", cmd, "--image", &image, "--name-prefix", &format!("{}-", ctx.prefix())])
+        .args(["--mark", &format!("{bait_key}={bait_value}")])
         .args(ctx.label_args())
         .args(extra)
         .output()?;
@@ -132,7 +138,10 @@ async fn a_name_that_merely_contains_the_prefix_is_not_adopted() -> anyhow::Resu
     let ctx = TestContext::new()?;
     ctx.declare(Counts::new(0, 1, 0)); // the bait carries the prefix inside its name
     let bait = format!("zz-{}-bait", ctx.prefix());
-    let n = docker.create_network(NetworkCreateRequest { name: bait.clone(), ..Default::default() }).await?;
+    let labels = HashMap::from([common::bait_label()]);
+    let n = docker
+        .create_network(NetworkCreateRequest { name: bait.clone(), labels: Some(labels), ..Default::default() })
+        .await?;
     let report = ctx.finish().await;
     let survived = common::network_exists(&docker, &n.id).await;
     docker.remove_network(&n.id).await?;

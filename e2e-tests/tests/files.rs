@@ -4,16 +4,11 @@
 mod common;
 
 use std::os::unix::fs::PermissionsExt;
-use std::path::PathBuf;
 
 use docker_harness::{ctx, ContainerSpec, Counts, Error, TestContext};
 use rstest::rstest;
 
-fn scratch_dir(tag: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(common::unique(&format!("dh-e2e-files-{tag}")));
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
+use common::scratch_dir;
 
 fn sleeper(logical: &str) -> ContainerSpec {
     ContainerSpec::new(logical).with_cmd(["sleep", "3600"])
@@ -34,7 +29,7 @@ async fn bytes_put_in_before_the_start_are_there_with_their_mode(ctx: TestContex
 #[tokio::test]
 async fn a_directory_copied_in_after_the_start_keeps_its_layout_and_modes(ctx: TestContext) -> anyhow::Result<()> {
     ctx.declare(Counts::new(1, 0, 0));
-    let dir = scratch_dir("in");
+    let dir = scratch_dir("files-in");
     std::fs::create_dir_all(dir.join("bin"))?;
     std::fs::write(dir.join("bin/hello.sh"), "#!/bin/sh\necho hello from the host\n")?;
     std::fs::set_permissions(dir.join("bin/hello.sh"), std::fs::Permissions::from_mode(0o750))?;
@@ -66,7 +61,7 @@ async fn a_result_directory_comes_out_into_a_local_directory_with_its_modes(ctx:
     let job = ctx.container(sleeper("job")).await?;
     let made = job.exec(["sh", "-c", "mkdir -p /out/logs && echo done > /out/logs/run.log && printf '#!/bin/sh\\n' > /out/again.sh && chmod 754 /out/again.sh"]).await?;
     assert!(made.success(), "{}", made.stderr);
-    let local = scratch_dir("out");
+    let local = scratch_dir("files-out");
     let copied = job.copy_out_to("/out", &local).await?;
     assert_eq!(copied, local.join("out"));
     assert_eq!(std::fs::read_to_string(copied.join("logs/run.log"))?, "done\n");

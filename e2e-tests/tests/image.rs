@@ -136,7 +136,7 @@ fn policy_always_pulls_once_even_when_the_image_is_present() {
     );
     cmd.env_remove("DOCKER_HARNESS_REGISTRY_MIRROR");
     let session = common::own_session(&mut cmd, "always");
-    let state = std::env::temp_dir().join("docker-harness-e2e").join(&session);
+    let state = common::own_session_state(&session);
     cmd.env("DOCKER_HARNESS_STATE_DIR", &state);
     let out = cmd.output().unwrap();
     let msg = common::reported(&out.stdout).remove("result").unwrap_or_default();

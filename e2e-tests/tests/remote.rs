@@ -5,7 +5,9 @@
 //!
 //! The resources are made with raw bollard, labelled as another host would label them.
 //! They carry a session ID of their own, not this run's, and names without the `dh-`
-//! prefix or a task ID, so this run's ledger never counts them as its own. Like the
+//! prefix or a task ID, so this run's ledger never counts them as its own. They also carry
+//! the suite's bait label, and expire within two minutes, so a run killed midway leaves
+//! them to the next run's bait sweep, or to any harness sweep two minutes on. Like the
 //! sweep tests they hold orphans (or near-orphans) on purpose, so they take the same file
 //! lock: another test's sweep running meanwhile would remove them early.
 
@@ -17,7 +19,7 @@ use bollard::Docker;
 use docker_harness::labels::{EXPIRES, MANAGED, OWNER, SESSION};
 use docker_harness::sweep;
 
-use common::{raw, RawTrio};
+use common::{raw, unix_now, RawTrio};
 
 /// The owner label of a process on a machine that is not this one.
 const OTHER_HOST_OWNER: &str = "other-host.example/1/1";
@@ -35,16 +37,13 @@ async fn foreign(docker: &Docker, expires: u64) -> anyhow::Result<RawTrio> {
     RawTrio::create(docker, &name, labels).await
 }
 
-fn unix_now() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock after 1970").as_secs()
-}
-
 #[tokio::test]
 #[serial_test::file_serial(orphans)]
 async fn another_hosts_resources_survive_a_sweep_until_they_expire() -> anyhow::Result<()> {
     let docker = raw().await;
-    // An hour ahead: far past the end of this test, whatever the machine's load.
-    let foreign = foreign(&docker, unix_now() + 3600).await?;
+    // Two minutes ahead: far past the sweep just below, whatever the machine's load, and
+    // soon enough that a run killed here leaves them for no longer than that.
+    let foreign = foreign(&docker, unix_now() + 120).await?;
     let swept = sweep::reap().await;
     let present = foreign.present(&docker).await;
     // Removed here rather than left for a later sweep: unexpired, no sweep would take them.

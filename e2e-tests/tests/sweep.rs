@@ -118,9 +118,19 @@ async fn kept_resources_survive_sweeps_until_cleaned_explicitly() -> anyhow::Res
     use futures_util::FutureExt;
     let name = common::unique("kept");
     let body = async {
+        // Kept for a minute, not the default day, and as this test's bait: a run killed
+        // before the clean below leaves them to the next run's bait sweep (this process is
+        // gone by then) and, after the minute, to any sweep of the harness.
+        let (bait_key, bait_owner) = common::bait_owner_env();
         let mut cmd = common::child(
             "child_holds_resources",
-            &[("DH_TEST_NAME", &name), ("DOCKER_HARNESS_KEEP", "always"), ("DH_RETURN", "1")],
+            &[
+                ("DH_TEST_NAME", &name),
+                ("DOCKER_HARNESS_KEEP", "always"),
+                ("DOCKER_HARNESS_KEEP_TTL", "60"),
+                ("DH_RETURN", "1"),
+                (bait_key, &bait_owner),
+            ],
         );
         let (child, held) = spawn_holder(&mut cmd);
         let out = child.wait_with_output()?;
@@ -140,7 +150,7 @@ async fn kept_resources_survive_sweeps_until_cleaned_explicitly() -> anyhow::Res
         anyhow::Ok(())
     };
     let outcome = std::panic::AssertUnwindSafe(body).catch_unwind().await;
-    // Kept resources outlive every sweep for a day: a failure above must not leave them.
+    // Kept resources outlive every sweep for their minute: a failure above must not leave them.
     sweep::clean(vec![format!("docker-harness.test={name}")]).await?;
     match outcome {
         Ok(result) => result,
@@ -152,7 +162,8 @@ async fn kept_resources_survive_sweeps_until_cleaned_explicitly() -> anyhow::Res
 #[serial_test::file_serial(orphans)]
 async fn nothing_without_the_managed_label_is_ever_touched() -> anyhow::Result<()> {
     let docker = raw().await;
-    // Bait: a harness-like name and every harness label but `managed`, owned by a dead PID.
+    // Bait: a harness-like name and every harness label but `managed`, owned by a dead PID
+    // (and the suite's own bait label, which RawTrio adds).
     let name = common::unique("dh-canary");
     let task = uuid::Uuid::new_v4().to_string();
     let labels = HashMap::from([

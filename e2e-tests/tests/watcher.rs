@@ -27,7 +27,7 @@ async fn a_sigkilled_test_process_is_cleaned_up_by_the_watcher_while_a_live_one_
     let mut victim_cmd =
         common::child("child_holds_resources", &[("DH_SHAPE", "3,2,2"), ("DH_TEST_NAME", &common::unique("victim"))]);
     let session = common::own_session(&mut victim_cmd, "watched");
-    let state = std::env::temp_dir().join("docker-harness-e2e").join(&session);
+    let state = common::own_session_state(&session);
     victim_cmd.env_remove("DOCKER_HARNESS_WATCHER");
     let (mut victim, killed) = spawn_holder(&mut victim_cmd);
 

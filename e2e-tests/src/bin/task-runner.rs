@@ -37,6 +37,11 @@ struct Args {
     /// Create the named volume without the extra labels.
     #[arg(long)]
     unlabelled_volume: bool,
+    /// A label to put on everything created, the volume `--unlabelled-volume` leaves without
+    /// the `--label` labels included (repeatable), `key=value`: the e2e suite marks what a
+    /// test's run creates as that test's bait with it.
+    #[arg(long = "mark")]
+    marks: Vec<String>,
     /// Start this many extra sidecar containers (a bug that amplifies resources).
     #[arg(long, default_value_t = 0)]
     extra_containers: usize,
@@ -45,11 +50,18 @@ struct Args {
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let mut labels = HashMap::new();
-    for l in &args.labels {
-        let Some((k, v)) = l.split_once('=') else { bail!("--label takes key=value, got {l:?}") };
-        labels.insert(k.to_string(), v.to_string());
-    }
+    let pairs = |flag: &str, given: &[String]| -> anyhow::Result<HashMap<String, String>> {
+        given
+            .iter()
+            .map(|l| match l.split_once('=') {
+                Some((k, v)) => Ok((k.to_string(), v.to_string())),
+                None => bail!("--{flag} takes key=value, got {l:?}"),
+            })
+            .collect()
+    };
+    let marks = pairs("mark", &args.marks)?;
+    let mut labels = pairs("label", &args.labels)?;
+    labels.extend(marks.clone());
     let docker = Docker::connect_with_defaults()?.negotiate_version().await.context("connect to Docker")?;
     let base = format!("{}task-{}", args.name_prefix, args.task_id);
     let (net, vol) = (format!("{base}-net"), format!("{base}-data"));
@@ -58,7 +70,7 @@ async fn main() -> anyhow::Result<()> {
         .create_network(NetworkCreateRequest { name: net.clone(), labels: Some(labels.clone()), ..Default::default() })
         .await
         .context("create the task network")?;
-    let vol_labels = if args.unlabelled_volume { HashMap::new() } else { labels.clone() };
+    let vol_labels = if args.unlabelled_volume { marks } else { labels.clone() };
     docker
         .create_volume(VolumeCreateRequest { name: Some(vol.clone()), labels: Some(vol_labels), ..Default::default() })
         .await

@@ -1,10 +1,12 @@
 //! Helpers shared by the e2e tests: an independent Docker client (raw bollard, not the
-//! harness's) to witness what exists, and a way to re-run this test binary as a child.
+//! harness's) to witness what exists, a way to re-run this test binary as a child, the
+//! suite's bait label, and the one directory for temporary files.
 #![allow(dead_code, unreachable_pub)]
 
 pub mod web;
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
@@ -119,10 +121,32 @@ where
     }
 }
 
+/// The one directory for the suite's temporary files: `e2e-tmp` in this harness session's
+/// state directory, which goes with the session's state, so a test killed midway leaves
+/// nothing in the system's temp directory. Never `std::env::temp_dir()` directly.
+pub fn e2e_tmp() -> PathBuf {
+    let dir = docker_harness::session::current().expect("a usable session").state_dir().join("e2e-tmp");
+    std::fs::create_dir_all(&dir).expect("the suite's temporary directory");
+    dir
+}
+
+/// A fresh, empty directory of the suite's under [`e2e_tmp`], named after `tag`.
+pub fn scratch_dir(tag: &str) -> PathBuf {
+    let dir = e2e_tmp().join(unique(tag));
+    std::fs::create_dir_all(&dir).expect("a scratch directory");
+    dir
+}
+
+/// The state directory (`DOCKER_HARNESS_STATE_DIR`) of a child's own session `id`, as set
+/// by [`own_session`].
+pub fn own_session_state(id: &str) -> PathBuf {
+    e2e_tmp().join(id)
+}
+
 /// Makes a child start a session of its own, with fresh state.
 pub fn own_session(cmd: &mut Command, tag: &str) -> String {
     let id = format!("e2e-{tag}-{}", uuid::Uuid::new_v4().simple());
-    let dir = std::env::temp_dir().join("docker-harness-e2e").join(&id);
+    let dir = own_session_state(&id);
     cmd.env_remove("NEXTEST_RUN_ID").env("DOCKER_HARNESS_SESSION", &id).env("DOCKER_HARNESS_STATE_DIR", dir);
     // A new session's pre-test check would sweep every orphan on the daemon, including
     // those other tests make on purpose; tests of the check itself set the policy again.
@@ -164,7 +188,8 @@ impl Held {
 
 /// The body of the `child_holds_resources` role: creates `DH_SHAPE` (containers,networks,
 /// volumes; default 1,1,1) under the test name `DH_TEST_NAME`, reports them, and waits
-/// to be killed (or gives up after two minutes and cleans up normally).
+/// to be killed (or gives up after two minutes and cleans up normally). Started with
+/// [`bait_owner_env`], it marks everything as that test's bait.
 pub fn holder_role() {
     if !is_child() {
         return;
@@ -177,21 +202,34 @@ pub fn holder_role() {
         let ctx = docker_harness::TestContext::named(&name).unwrap();
         ctx.set_budget(docker_harness::Counts::new(n[0], n[1], n[2]));
         println!("REPORT task={}", ctx.task_id());
+        // Bait of the test that started this child: what it keeps outlives this process.
+        let bait = std::env::var_os(BAIT_OWNER_ENV).map(|_| bait_value());
         let mut nets = Vec::new();
         for i in 0..n[1] {
-            let net = ctx.network(&format!("net{i}")).await.unwrap();
+            let mut spec = docker_harness::NetworkSpec::new(format!("net{i}"));
+            if let Some(v) = &bait {
+                spec = spec.with_label(BAIT, v);
+            }
+            let net = ctx.create_network(spec).await.unwrap();
             println!("REPORT network={}", net.id());
             nets.push(net);
         }
         let mut vols = Vec::new();
         for i in 0..n[2] {
-            let v = ctx.volume(&format!("vol{i}")).await.unwrap();
+            let mut spec = docker_harness::VolumeSpec::new(format!("vol{i}"));
+            if let Some(v) = &bait {
+                spec = spec.with_label(BAIT, v);
+            }
+            let v = ctx.create_volume(spec).await.unwrap();
             println!("REPORT volume={}", v.name());
             vols.push(v);
         }
         let mut cs = Vec::new();
         for i in 0..n[0] {
             let mut spec = docker_harness::ContainerSpec::new(format!("c{i}")).with_cmd(["sleep", "3600"]);
+            if let Some(v) = &bait {
+                spec = spec.with_label(BAIT, v);
+            }
             if let Some(net) = nets.get(i % nets.len().max(1)) {
                 spec = spec.with_network(net);
             }
@@ -266,9 +304,47 @@ pub async fn skip_on_podman(why: &str) -> bool {
     skip
 }
 
+/// The suite's own label, on every piece of bait it makes outside the harness on purpose
+/// (raw bollard resources, other-host stand-ins, what the keep test keeps; the canary of
+/// scripts/canary.sh carries it too): `scripts/bait.sh sweep`, run first by every make
+/// target that runs the suite, removes what a killed run left by it. Its value is
+/// [`bait_value`]. Never the harness's `docker-harness.managed` where a test does not
+/// need it.
+pub const BAIT: &str = "docker-harness-e2e.bait";
+
+/// Set for a child that makes bait on behalf of the test that started it: that test's
+/// owner identity, written in the child's bait label instead of its own.
+const BAIT_OWNER_ENV: &str = "DH_BAIT_OWNER";
+
+/// The [`BAIT`] label's value for bait made now: `<host>/<pid>/<start>@<unix seconds>`,
+/// the owner written as the harness writes its owner label (this process, or the test
+/// named by [`bait_owner_env`]) and the time. `scripts/bait.sh sweep` removes bait whose
+/// owner is gone on this host, and another host's once it is ten minutes old, so a run
+/// going on at the same time keeps its bait.
+pub fn bait_value() -> String {
+    let owner = std::env::var(BAIT_OWNER_ENV).unwrap_or_else(|_| docker_harness::labels::Owner::current().to_string());
+    format!("{owner}@{}", unix_now())
+}
+
+/// The [`BAIT`] label for bait made now, as a map entry.
+pub fn bait_label() -> (String, String) {
+    (BAIT.to_string(), bait_value())
+}
+
+/// The environment for a child whose bait is this test's: what it leaves is removed with
+/// this test's bait, after this test is gone, not after the child is.
+pub fn bait_owner_env() -> (&'static str, String) {
+    (BAIT_OWNER_ENV, docker_harness::labels::Owner::current().to_string())
+}
+
+/// Unix seconds now, the clock the harness's expiry labels and the bait label use.
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock after 1970").as_secs()
+}
+
 /// A container (never started), a network and a volume made with raw bollard, outside the
-/// harness, all under one name and with the given labels: bait and stand-ins for what
-/// other tools or other hosts leave on a daemon.
+/// harness, all under one name and with the given labels plus the suite's [`BAIT`] label:
+/// bait and stand-ins for what other tools or other hosts leave on a daemon.
 #[derive(Debug)]
 pub struct RawTrio {
     pub name: String,
@@ -277,9 +353,11 @@ pub struct RawTrio {
 }
 
 impl RawTrio {
-    pub async fn create(d: &Docker, name: &str, labels: HashMap<String, String>) -> anyhow::Result<RawTrio> {
+    pub async fn create(d: &Docker, name: &str, mut labels: HashMap<String, String>) -> anyhow::Result<RawTrio> {
         use bollard::models::{ContainerCreateBody, NetworkCreateRequest, VolumeCreateRequest};
         use bollard::query_parameters::CreateContainerOptions;
+        let (key, value) = bait_label();
+        labels.insert(key, value);
         let image = docker_harness::session_image().await?.reference;
         let opts = CreateContainerOptions { name: Some(name.to_string()), ..Default::default() };
         let body = ContainerCreateBody {
