@@ -51,7 +51,7 @@ verdict() { # VALUE
     owner=${value%@*}
     created=${value##*@}
     host=${owner%%/*}
-    if [[ $value == *@* && $owner =~ ^[^/]+/[0-9]+/[0-9]+$ && $created =~ ^[0-9]+$ && $host == "$(dh_hostname)" ]]; then
+    if [[ $value == *@* && $owner =~ ^[^/]+/[0-9]+/[0-9]+$ && $created =~ ^[0-9]+$ && $host == "$(dh_place)" ]]; then
         if dh_owner_alive "$owner"; then echo live; else echo stale; fi
         return
     fi

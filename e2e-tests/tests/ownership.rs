@@ -273,8 +273,13 @@ fn child_hands_its_prefix_to_a_program() {
         // What a program under test does with a prefix it was handed: names without labels.
         let name = format!("{}-made-by-the-program", ctx.prefix());
         let docker = raw().await;
-        docker.create_volume(VolumeCreateRequest { name: Some(name.clone()), ..Default::default() }).await.unwrap();
-        docker.create_network(NetworkCreateRequest { name: name.clone(), ..Default::default() }).await.unwrap();
+        // The suite's bait label only, never the harness's: a killed run's copy is swept by
+        // scripts/bait.sh, while the harness has to find it by its prefix alone.
+        let bait = HashMap::from([common::bait_label()]);
+        let volume = VolumeCreateRequest { name: Some(name.clone()), labels: Some(bait.clone()), ..Default::default() };
+        docker.create_volume(volume).await.unwrap();
+        let network = NetworkCreateRequest { name: name.clone(), labels: Some(bait), ..Default::default() };
+        docker.create_network(network).await.unwrap();
         ctx.network("own").await.unwrap(); // something of its own, so its watcher registers it
         println!("REPORT name={name}");
         println!("REPORT ready=1");
@@ -287,7 +292,7 @@ fn child_hands_its_prefix_to_a_program() {
 #[tokio::test]
 #[serial_test::file_serial(orphans)]
 async fn what_a_sigkilled_tests_program_made_under_its_prefix_is_adopted_by_the_watcher() -> anyhow::Result<()> {
-    let state = std::env::temp_dir().join("docker-harness-e2e").join(common::unique("adopt-watcher"));
+    let state = common::scratch_dir("adopt-watcher");
     let name = killed_program_named(&state, &common::unique("s"), true)?;
     let killed = Instant::now();
     let gone = common::eventually(Duration::from_secs(30), || async { named_with(&name).await.is_empty() }).await;
@@ -299,7 +304,7 @@ async fn what_a_sigkilled_tests_program_made_under_its_prefix_is_adopted_by_the_
 #[tokio::test]
 #[serial_test::file_serial(orphans)]
 async fn without_a_watcher_the_next_sessions_check_adopts_what_a_killed_tests_program_made() -> anyhow::Result<()> {
-    let state = std::env::temp_dir().join("docker-harness-e2e").join(common::unique("adopt-check"));
+    let state = common::scratch_dir("adopt-check");
     let name = killed_program_named(&state, &common::unique("s1"), false)?;
     assert!(!named_with(&name).await.is_empty(), "nothing removed it yet: no watcher, no check");
     // The next session on this host, with the same state root: its pre-test check adopts.
