@@ -60,6 +60,29 @@ def expand(tree):
     return [re.split(r"\bas\b", tree)[0]]
 
 
+def inline_modules(code):
+    """[(start, end, name)] for every `mod name { ... }` written inside a file."""
+    found = []
+    for m in re.finditer(rf"\bmod\s+({IDENT})\s*\{{", code):
+        depth, i = 0, m.end() - 1
+        while i < len(code):
+            depth += {"{": 1, "}": -1}.get(code[i], 0)
+            if depth == 0:
+                break
+            i += 1
+        found.append((m.end(), i, m.group(1)))
+    return found
+
+
+def inside(module, inline, pos):
+    """The module a position of a file is in: the file's, plus the inline ones around it."""
+    path = module
+    for start, end, name in inline:
+        if start <= pos < end:
+            path = path + (name,)
+    return path
+
+
 def resolve(module, path, modules):
     segs = path.split("::")
     if segs[0] == "crate":
@@ -90,13 +113,15 @@ def main():
     for f in files:
         me = module_of(f)
         code = code_of(f.read_text())
+        inline = inline_modules(code)
         paths = []
-        for tree in re.findall(r"\buse\s+([^;]+);", code):
-            paths += expand(tree)
-        rest = re.sub(r"\buse\s+[^;]+;", "", code)
-        paths += re.findall(rf"\b(?:crate|super|self)(?:::{IDENT})+", rest)
-        for p in paths:
-            target = resolve(me, p, modules)
+        for m in re.finditer(r"\buse\s+([^;]+);", code):
+            paths += [(inside(me, inline, m.start()), p) for p in expand(m.group(1))]
+        rest = re.sub(r"\buse\s+[^;]+;", lambda m: " " * len(m.group(0)), code)
+        for m in re.finditer(rf"\b(?:crate|super|self)(?:::{IDENT})+", rest):
+            paths.append((inside(me, inline, m.start()), m.group(0)))
+        for base, p in paths:
+            target = resolve(base, p, modules)
             if target is not None and target != me:
                 edges[me].add(target)
 

@@ -17,7 +17,7 @@ use crate::network::{self, NetworkGuard, NetworkSpec};
 use crate::resource::Resource;
 use crate::scope::{self, Scope};
 use crate::volume::{self, VolumeGuard, VolumeSpec};
-use crate::{blocking, session, signals, sweep, watcher};
+use crate::{blocking, seed, session, signals, sweep, watcher};
 
 /// How long `Drop` may spend removing a context's leftovers before it gives up and reports.
 const DROP_LIMIT: Duration = Duration::from_secs(30);
@@ -173,7 +173,7 @@ impl TestContext {
         let made = volume::create(self.scope.clone(), spec).await?;
         if let Some(dir) = seed {
             let image = self.session_image().await?;
-            volume::seed(self.scope.clone(), &made, &dir, image).await?;
+            seed::seed(self.scope.clone(), &made, &dir, image).await?;
         }
         Ok(made)
     }

@@ -48,8 +48,9 @@ mod scope;
 mod guard;
 // 4. resources.
 mod network;
-mod container;
 mod volume;
+mod container;
+mod seed;
 mod image;
 // 5. above: sweeps, signals, the watcher, shared containers, the context, the hook.
 pub mod sweep;

@@ -5,7 +5,6 @@
 use std::time::Duration;
 
 use once_cell::sync::OnceCell;
-use tokio::signal::unix::{signal, SignalKind};
 
 use crate::config::{settings, KeepPolicy};
 use crate::error::Error;
@@ -21,19 +20,41 @@ static INSTALLED: OnceCell<()> = OnceCell::new();
 pub(crate) fn install() {
     INSTALLED.get_or_init(|| {
         let _enter = blocking::handle().enter();
-        let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
-            eprintln!("docker-harness: cannot listen for SIGTERM/SIGINT; a killed test leaves its resources to the next sweep");
-            return;
-        };
-        blocking::handle().spawn(async move {
-            let code = tokio::select! {
-                _ = term.recv() => 143,
-                _ = int.recv() => 130,
-            };
-            cleanup_own().await;
-            std::process::exit(code);
-        });
+        match arrival() {
+            Ok(signal) => {
+                blocking::handle().spawn(async move {
+                    let code = signal.await;
+                    cleanup_own().await;
+                    std::process::exit(code);
+                });
+            }
+            Err(e) => eprintln!(
+                "docker-harness: cannot listen for SIGTERM/SIGINT ({e}); a killed test leaves its resources to the next sweep"
+            ),
+        }
     });
+}
+
+/// The first of SIGTERM or SIGINT to arrive, as the exit status it calls for.
+#[cfg(unix)]
+fn arrival() -> std::io::Result<impl std::future::Future<Output = i32>> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (mut term, mut int) = (signal(SignalKind::terminate())?, signal(SignalKind::interrupt())?);
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => 143,
+            _ = int.recv() => 130,
+        }
+    })
+}
+
+/// Windows has no SIGTERM: Ctrl-C (and Ctrl-Break) is what a runner sends. Not built here.
+#[cfg(not(unix))]
+fn arrival() -> std::io::Result<impl std::future::Future<Output = i32>> {
+    Ok(async {
+        let _ = tokio::signal::ctrl_c().await;
+        130
+    })
 }
 
 /// How long the creates already sent may take to answer before the cleanup lists what

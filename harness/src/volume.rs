@@ -1,7 +1,5 @@
-//! Volumes: a spec, its guard, creation, and seeding a new volume from a host directory.
-//!
-//! Seeding runs a container, so this module builds on `container`, never the other way
-//! round: even `ContainerSpec::with_volume` is written here.
+//! Volumes: a spec, its guard, and creation. Seeding a new volume runs a container, so it
+//! is `seed`'s, above `container`, which mounts volumes and so builds on this module.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -10,12 +8,11 @@ use std::sync::Arc;
 
 use bollard::models::VolumeCreateRequest;
 
-use crate::container::{self, ContainerSpec};
 use crate::error::{Error, Result};
 use crate::guard::{guard_methods, Armed};
 use crate::resource::{Kind, Resource};
 use crate::scope::Scope;
-use crate::{blocking, docker, engine, gate};
+use crate::{blocking, docker, gate};
 
 /// What volume to create.
 #[must_use]
@@ -78,13 +75,6 @@ impl VolumeSpec {
     }
 }
 
-impl ContainerSpec {
-    /// Mounts a volume of the context at `target`.
-    pub fn with_volume(self, volume: &VolumeGuard, target: impl Into<String>) -> Self {
-        self.with_mount(volume.name(), target)
-    }
-}
-
 pub(crate) async fn create(scope: Arc<Scope>, spec: VolumeSpec) -> Result<VolumeGuard> {
     blocking::run(async move {
         let name = scope.name_for(&spec.logical);
@@ -101,21 +91,4 @@ pub(crate) async fn create(scope: Arc<Scope>, spec: VolumeSpec) -> Result<Volume
         Ok(VolumeGuard { armed: Armed::new(res, scope), logical: spec.logical })
     })
     .await
-}
-
-/// Copies a host directory into a new volume through a short-lived container of `image`,
-/// one of the scope's (so it counts against the test's budget and goes at its teardown
-/// whatever happens here).
-pub(crate) async fn seed(scope: Arc<Scope>, volume: &VolumeGuard, dir: &Path, image: String) -> Result<()> {
-    let seeder = ContainerSpec::new(format!("{}-seed", volume.logical_name())).with_volume(volume, "/seed");
-    if blocking::run(engine::current()).await?.copies_into_created_mounts() {
-        // The seeding container never has to run.
-        let spec = seeder.with_cmd(["true"]).with_copy(dir, "/seed").created_only();
-        container::create::for_scope(scope, spec, image).await?.remove().await
-    } else {
-        let spec = seeder.with_cmd(["sleep", "3600"]);
-        let c = container::create::for_scope(scope, spec, image).await?;
-        c.copy_in(dir, "/seed", None).await?;
-        c.remove().await
-    }
 }

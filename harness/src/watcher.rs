@@ -66,7 +66,9 @@ fn disabled() -> bool {
 pub(crate) fn ensure() {
     static DONE: once_cell::sync::OnceCell<()> = once_cell::sync::OnceCell::new();
     DONE.get_or_init(|| {
-        if disabled() {
+        // Windows answers "unknown" for every owner (no kill(0), see `owner`): a watcher
+        // there could never see a test die.
+        if disabled() || cfg!(not(unix)) {
             return;
         }
         if let Err(e) = register_and_start() {
@@ -103,6 +105,7 @@ fn register_and_start() -> std::io::Result<()> {
         .stderr(log);
     // Its own process group: nextest signals a test's group on timeout, and a terminal's
     // Ctrl-C goes to the foreground group; neither is the watcher's business.
+    #[cfg(unix)]
     std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
     // What decides, a day after, that this session's state may go (see `sweep`).
     std::fs::write(dir.join("runner"), owner::runner().to_string())?;

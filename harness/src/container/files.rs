@@ -234,9 +234,20 @@ fn append_bytes(
     builder.append_data(&mut h, dest, bytes).map_err(|e| e.to_string())
 }
 
+#[cfg(unix)]
 fn mode_of(meta: &std::fs::Metadata) -> u32 {
     use std::os::unix::fs::PermissionsExt;
     meta.permissions().mode() & 0o7777
+}
+
+/// No modes to keep: what a Linux container would have made of a fresh file or directory.
+#[cfg(not(unix))]
+fn mode_of(meta: &std::fs::Metadata) -> u32 {
+    if meta.is_dir() {
+        0o755
+    } else {
+        0o644
+    }
 }
 
 fn append_tree(builder: &mut tar::Builder<Vec<u8>>, src: &Path, dest: &Path) -> std::result::Result<(), String> {

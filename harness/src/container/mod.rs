@@ -34,6 +34,7 @@ use crate::naming;
 use crate::network::NetworkGuard;
 use crate::resource::{Kind, Resource};
 use crate::scope::Scope;
+use crate::volume::VolumeGuard;
 
 /// What container to create. Without [`with_image`](Self::with_image) it runs the session
 /// image (`alpine:3.19.1` unless `DOCKER_HARNESS_IMAGE` says otherwise).
@@ -121,6 +122,11 @@ impl ContainerSpec {
     pub fn with_env(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
         self.env.push(format!("{}={}", key.into(), value.into()));
         self
+    }
+
+    /// Mounts a volume of the context at `target`.
+    pub fn with_volume(self, volume: &VolumeGuard, target: impl Into<String>) -> Self {
+        self.with_mount(volume.name(), target)
     }
 
     /// Mounts a named volume (or an absolute host path) at `target`, as in

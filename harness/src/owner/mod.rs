@@ -11,6 +11,12 @@
 
 mod sys;
 
+#[cfg(not(target_os = "linux"))]
+use self::sys::kernel as table;
+#[cfg(target_os = "linux")]
+use self::sys::linux as table;
+pub(crate) use self::sys::Seen;
+
 use std::fmt;
 
 use once_cell::sync::Lazy;
@@ -49,17 +55,6 @@ pub(crate) enum Liveness {
     Unknown,
 }
 
-/// What the host's process table says of one PID.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Seen {
-    /// It runs, started at this time.
-    Running(u64),
-    /// It has exited (a zombie, or the kernel says there is no such process).
-    Gone,
-    /// It cannot be seen (not permitted, or no process table to read).
-    Unseen,
-}
-
 impl Owner {
     /// Parses `place/pid/start`. The place may not contain `/`.
     pub fn parse(s: &str) -> Option<Owner> {
@@ -74,7 +69,7 @@ impl Owner {
     pub fn current() -> &'static Owner {
         static ME: Lazy<Owner> = Lazy::new(|| {
             let pid = std::process::id();
-            let (host, start) = place_from(&hostname(), sys::place().as_deref(), start_of(pid), &random_tag());
+            let (host, start) = place_from(&hostname(), table::place().as_deref(), start_of(pid), &random_tag());
             Owner { host, pid, start }
         });
         &ME
@@ -82,7 +77,7 @@ impl Owner {
 
     /// Whether this owner still runs, judged from this process.
     pub(crate) fn liveness(&self) -> Liveness {
-        judge(self, &Owner::current().host, sys::seen)
+        judge(self, &Owner::current().host, table::seen)
     }
 
     /// Whether this owner's process could vouch for its place: if not, no judge (itself
@@ -101,7 +96,7 @@ const UNVERIFIED: &str = "~unverified~";
 
 /// A running process's start time.
 fn start_of(pid: u32) -> Option<u64> {
-    match sys::seen(pid) {
+    match table::seen(pid) {
         Seen::Running(start) => Some(start),
         _ => None,
     }
@@ -151,7 +146,7 @@ pub(crate) fn runner() -> Owner {
     if std::env::var_os("NEXTEST_RUN_ID").is_none() {
         return me;
     }
-    let found = nextest_ancestor(me.pid).or_else(|| sys::parent_of(me.pid));
+    let found = nextest_ancestor(me.pid).or_else(|| table::parent_of(me.pid));
     found.and_then(Owner::local).unwrap_or(me)
 }
 
@@ -159,8 +154,8 @@ pub(crate) fn runner() -> Owner {
 /// NEXTEST_RUN_ID) then still finds the run's nextest rather than its own parent test.
 fn nextest_ancestor(mut pid: u32) -> Option<u32> {
     for _ in 0..16 {
-        pid = sys::parent_of(pid).filter(|p| *p > 1)?;
-        if sys::command_name(pid).is_some_and(|c| c.contains("nextest")) {
+        pid = table::parent_of(pid).filter(|p| *p > 1)?;
+        if table::command_name(pid).is_some_and(|c| c.contains("nextest")) {
             return Some(pid);
         }
     }

@@ -4,12 +4,19 @@
 //! kernel is asked through sysinfo. Only Linux is tested; the rest is written for macOS,
 //! the BSDs and Windows and kept to what sysinfo and rustix do there.
 
-use super::Seen;
+//! `owner` names the platform's reading (`linux` or `kernel`); both build on what is
+//! shared here.
 
-#[cfg(not(target_os = "linux"))]
-pub(super) use kernel::{command_name, parent_of, place, seen};
-#[cfg(target_os = "linux")]
-pub(super) use linux::{command_name, parent_of, place, seen};
+/// What the host's process table says of one PID.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Seen {
+    /// It runs, started at this time.
+    Running(u64),
+    /// It has exited (a zombie, or the kernel says there is no such process).
+    Gone,
+    /// It cannot be seen (not permitted, or no process table to read).
+    Unseen,
+}
 
 /// The host name from uname.
 #[cfg(unix)]
@@ -36,12 +43,13 @@ fn kill_probe(pid: u32) -> Seen {
 }
 
 #[cfg(target_os = "linux")]
-mod linux {
+pub(super) mod linux {
     use std::fs;
 
     use once_cell::sync::Lazy;
 
-    use super::{kill_probe, Seen};
+    use super::kill_probe;
+    use super::Seen;
 
     /// Whether `/proc` is this process's PID namespace's: under `unshare --pid` without a
     /// fresh `/proc`, or with a tmpfs over it, it is not, and its PIDs are not ours.
@@ -112,7 +120,7 @@ mod linux {
 
 /// Written for macOS, the BSDs and Windows; not built here.
 #[cfg(not(target_os = "linux"))]
-mod kernel {
+pub(super) mod kernel {
     use sysinfo::{Pid, ProcessRefreshKind, ProcessesToUpdate, System};
 
     use super::Seen;
@@ -151,7 +159,7 @@ mod kernel {
 #[cfg(all(test, target_os = "linux"))]
 mod tests {
     use super::linux::*;
-    use super::*;
+    use super::Seen;
 
     #[test]
     fn start_time_survives_a_command_name_with_spaces_and_parens() {
