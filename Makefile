@@ -206,6 +206,13 @@ leftovers: check-daemon
 	  esac; \
 	  printf '%s\n' "$$list" >&2; \
 	done; \
+	sessions=$${DOCKER_HARNESS_STATE_DIR:-$${TMPDIR:-/tmp}/docker-harness}/sessions; \
+	old=$$(find "$$sessions" -mindepth 1 -maxdepth 1 -type d -mtime +0 2>/dev/null || true); \
+	if [[ -n $$old ]]; then \
+	  found=1; \
+	  echo "leftovers: session state older than a day, which the pre-test check removes once its session is over:" >&2; \
+	  sed 's/^/  /' <<<"$$old" >&2; \
+	fi; \
 	if (( found )); then \
 	  echo "leftovers: the suite's stale bait goes with '$(BAIT) sweep'; remove anything else by its name" >&2; \
 	  exit 1; \

@@ -17,6 +17,38 @@ use docker_harness::{sweep, ContainerSpec, Counts, TestContext};
 
 use common::{raw, reported, volume_exists};
 
+/// A child role's body on a runtime of its own, when this process is such a child.
+fn as_child<F: std::future::Future<Output = ()>>(body: impl FnOnce() -> F) {
+    if common::is_child() {
+        tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(body());
+    }
+}
+
+/// Says one `REPORT key=value` line, flushed so the parent reads it before a kill.
+fn report(key: &str, value: impl std::fmt::Display) {
+    use std::io::Write;
+    println!("REPORT {key}={value}");
+    std::io::stdout().flush().unwrap();
+}
+
+/// A child's `REPORT` lines up to `ready`, its output then drained in the background so it
+/// never writes into a closed pipe.
+fn until_ready(child: &mut std::process::Child) -> HashMap<String, String> {
+    use std::io::BufRead;
+    let mut seen = HashMap::new();
+    let mut lines = std::io::BufReader::new(child.stdout.take().expect("a piped stdout")).lines();
+    for line in lines.by_ref().map_while(Result::ok) {
+        if let Some((k, v)) = line.split_once("REPORT ").and_then(|(_, kv)| kv.split_once('=')) {
+            seen.insert(k.to_string(), v.to_string());
+            if k == "ready" {
+                break;
+            }
+        }
+    }
+    std::thread::spawn(move || lines.for_each(drop));
+    seen
+}
+
 /// How the child roles below learn what to do.
 fn env(key: &str) -> Option<String> {
     std::env::var(key).ok().filter(|v| !v.is_empty())
@@ -25,12 +57,8 @@ fn env(key: &str) -> Option<String> {
 #[test]
 #[ignore = "run as a child"]
 fn child_checks_and_reports() {
-    if !common::is_child() {
-        return;
-    }
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
-    rt.block_on(async {
-        println!("REPORT place={}", Owner::current().host);
+    as_child(|| async {
+        report("place", &Owner::current().host);
         let ctx = TestContext::named("ownership-child").unwrap();
         if env("DH_PREPARE").is_some() {
             // A context's first resource waits for the session's pre-test check.
@@ -38,18 +66,20 @@ fn child_checks_and_reports() {
         }
         if env("DH_CREATE").is_some() {
             let v = ctx.volume("left").await.unwrap();
-            println!("REPORT volume={}", v.name());
+            report("volume", v.name());
             v.keep();
         }
-        let report = sweep::reap().await.unwrap();
-        println!("REPORT removed={}", report.removed.len());
+        report("removed", sweep::reap().await.unwrap().removed.len());
         if let Some(name) = env("DH_LOOK_AT") {
             let survey = sweep::survey().await.unwrap();
             let seen = survey.iter().find(|l| l.resource.name == name);
-            println!("REPORT verdict={}", seen.map_or("absent".to_string(), |l| format!("{:?}", l.verdict)));
+            report("verdict", seen.map_or("absent".to_string(), |l| format!("{:?}", l.verdict)));
         }
-        use std::io::Write;
-        std::io::stdout().flush().unwrap();
+        report("ready", 1);
+        if env("DH_HOLD").is_some() {
+            // A live owner in its own place, until the parent ends it.
+            tokio::time::sleep(Duration::from_secs(120)).await;
+        }
         // Ends as a kill would: no teardown, so what it made is left behind.
         std::process::exit(0);
     });
@@ -109,25 +139,37 @@ async fn goes_by_expiry(volume: &str) -> anyhow::Result<()> {
 
 #[tokio::test]
 #[serial_test::file_serial(orphans)]
-async fn a_check_in_another_pid_namespace_spares_a_live_owner_and_its_leftovers_go_by_expiry() -> anyhow::Result<()> {
+async fn two_sessions_one_in_another_pid_namespace_never_touch_each_others_live_resources() -> anyhow::Result<()> {
     let ctx = TestContext::new()?;
     ctx.declare(Counts::new(0, 0, 1));
     let held = ctx.volume("held").await?;
-    let child = unshared(
-        &["--pid", "--fork", "--mount-proc"],
+    // --kill-child: ending unshare ends the namespace's first process, and with it the
+    // namespace, as a CI job's container ends.
+    let mut cmd = unshared(
+        &["--pid", "--fork", "--mount-proc", "--kill-child"],
         None,
         "child_checks_and_reports",
-        &[("DH_LOOK_AT", held.name()), ("DH_CREATE", "1"), ("DOCKER_HARNESS_TTL", CHILD_TTL)],
+        &[("DH_LOOK_AT", held.name()), ("DH_CREATE", "1"), ("DH_HOLD", "1"), ("DOCKER_HARNESS_TTL", CHILD_TTL)],
     );
-    let r = run(child);
+    cmd.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::null());
+    let mut child = cmd.spawn().expect("unshare runs (util-linux)");
+    let r = until_ready(&mut child);
     assert_ne!(r["place"], Owner::current().host, "another PID namespace is another place");
     assert_eq!(r["verdict"], "Owned", "the namespaced check took this live test's volume for an orphan");
     assert!(volume_exists(&raw().await, held.name()).await);
 
-    // When the namespace's first process ends, the kernel ends everything in it, its
-    // watcher too. For this host its resources are another place's: unknown, so they wait
-    // for their expiry (short here; a namespaced CI job sets DOCKER_HARNESS_TTL likewise).
-    goes_by_expiry(&r["volume"]).await
+    // This side's sweep, while the namespaced owner lives: its volume is another place's.
+    let theirs = r["volume"].clone();
+    sweep::reap().await?;
+    let spared = volume_exists(&raw().await, &theirs).await;
+    common::signal(&child, "KILL");
+    child.wait()?;
+    assert!(spared, "this session's sweep removed the namespaced session's live volume");
+
+    // With its namespace gone, the kernel ended everything in it, its watcher too. For this
+    // host its leftovers are another place's: unknown, so they wait for their expiry (short
+    // here; a namespaced CI job sets DOCKER_HARNESS_TTL likewise).
+    goes_by_expiry(&theirs).await
 }
 
 #[tokio::test]
@@ -170,13 +212,9 @@ async fn a_volume_docker_creates_for_a_mount_carries_the_tests_labels() -> anyho
 #[test]
 #[ignore = "run as a child"]
 fn child_creates_until_stopped() {
-    if !common::is_child() {
-        return;
-    }
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
-    rt.block_on(async {
+    as_child(|| async {
         let ctx = TestContext::named("ownership-burst").unwrap();
-        println!("REPORT prefix={}", ctx.prefix());
+        report("prefix", ctx.prefix());
         let seed = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fixtures/seed");
         let data = ctx.volume("data").await.unwrap();
         for i in 0.. {
@@ -189,12 +227,10 @@ fn child_creates_until_stopped() {
                 ctx.container(spec.created_only()).await.map(|c| c.into_context())
             };
             if i == 0 {
-                println!("REPORT ready=1");
-                use std::io::Write;
-                std::io::stdout().flush().unwrap();
+                report("ready", 1);
             }
             if let Err(e) = made {
-                println!("REPORT refused={e}");
+                report("refused", e);
             }
         }
     });
@@ -226,22 +262,7 @@ async fn stopped_mid_creation(mode: &str) -> anyhow::Result<()> {
     common::own_session(&mut cmd, "burst");
     cmd.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
     let mut child = cmd.spawn()?;
-    let mut prefix = String::new();
-    {
-        use std::io::BufRead;
-        let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
-        for line in lines.by_ref() {
-            let line = line?;
-            if let Some(p) = line.split_once("REPORT prefix=").map(|(_, p)| p.to_string()) {
-                prefix = p;
-            }
-            if line.contains("REPORT ready=1") {
-                break;
-            }
-        }
-        std::thread::spawn(move || lines.for_each(drop));
-    }
-    assert!(!prefix.is_empty(), "the child never said its prefix");
+    let prefix = until_ready(&mut child).remove("prefix").expect("the child says its prefix");
     tokio::time::sleep(Duration::from_millis(300)).await;
     common::signal(&child, "TERM");
     let status = child.wait()?;
@@ -264,11 +285,7 @@ async fn sigterm_during_volume_seeding_leaves_nothing_labelled_or_not() -> anyho
 #[test]
 #[ignore = "run as a child"]
 fn child_hands_its_prefix_to_a_program() {
-    if !common::is_child() {
-        return;
-    }
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
-    rt.block_on(async {
+    as_child(|| async {
         let ctx = TestContext::named("ownership-program").unwrap();
         // What a program under test does with a prefix it was handed: names without labels.
         let name = format!("{}-made-by-the-program", ctx.prefix());
@@ -281,10 +298,8 @@ fn child_hands_its_prefix_to_a_program() {
         let network = NetworkCreateRequest { name: name.clone(), labels: Some(bait), ..Default::default() };
         docker.create_network(network).await.unwrap();
         ctx.network("own").await.unwrap(); // something of its own, so its watcher registers it
-        println!("REPORT name={name}");
-        println!("REPORT ready=1");
-        use std::io::Write;
-        std::io::stdout().flush().unwrap();
+        report("name", &name);
+        report("ready", 1);
         tokio::time::sleep(Duration::from_secs(120)).await;
     });
 }
@@ -318,9 +333,9 @@ async fn without_a_watcher_the_next_sessions_check_adopts_what_a_killed_tests_pr
     Ok(())
 }
 
-/// As `killed_program`, reading the name it reported.
+/// Starts the program-like child in `session` under `state` and SIGKILLs it once it made
+/// its unlabelled, prefixed volume and network; returns their name.
 fn killed_program_named(state: &std::path::Path, session: &str, watcher: bool) -> anyhow::Result<String> {
-    use std::io::BufRead;
     let mut cmd = common::child("child_hands_its_prefix_to_a_program", &[]);
     common::own_session(&mut cmd, "program");
     cmd.env("DOCKER_HARNESS_SESSION", session).env("DOCKER_HARNESS_STATE_DIR", state);
@@ -329,19 +344,8 @@ fn killed_program_named(state: &std::path::Path, session: &str, watcher: bool) -
     }
     cmd.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::null());
     let mut child = cmd.spawn()?;
-    let mut name = String::new();
-    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
-    for line in lines.by_ref() {
-        let line = line?;
-        if let Some((_, n)) = line.split_once("REPORT name=") {
-            name = n.to_string();
-        }
-        if line.contains("REPORT ready=1") {
-            break;
-        }
-    }
-    std::thread::spawn(move || lines.for_each(drop));
-    anyhow::ensure!(!name.is_empty(), "the program child never said what it made");
+    let name = until_ready(&mut child).remove("name");
+    let name = name.ok_or_else(|| anyhow::anyhow!("the program child never said what it made"))?;
     common::signal(&child, "KILL");
     child.wait()?;
     Ok(name)
