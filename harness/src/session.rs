@@ -259,6 +259,19 @@ mod tests {
         fs::remove_dir_all(dir).unwrap();
     }
 
+    #[test]
+    fn a_finished_sessions_working_state_goes_and_its_records_stay() {
+        let dir = temp_dir("clear");
+        fs::create_dir_all(dir.join("contexts")).unwrap();
+        fs::write(dir.join("contexts/t.json"), "{}").unwrap();
+        fs::write(dir.join("preflight.lock"), "").unwrap();
+        fs::write(dir.join("pulls.jsonl"), "{}\n").unwrap();
+        clear_working_state(&dir);
+        let left: Vec<_> = fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(left, vec![std::ffi::OsString::from("pulls.jsonl")]);
+        fs::remove_dir_all(dir).unwrap();
+    }
+
     #[tokio::test]
     async fn a_held_lock_times_out_with_a_clear_error() {
         let dir = temp_dir("held");

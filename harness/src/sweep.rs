@@ -177,7 +177,7 @@ pub(crate) async fn preflight() -> Result<()> {
         apply_policy(&docker, &[], "pre-test check").await?;
         if settings()?.preflight == PreflightPolicy::Clean {
             adopt_for_the_dead(&docker, &session::all_dirs(), "pre-test check").await?;
-            remove_finished_sessions(sess.state_dir());
+            remove_finished_sessions(session::all_dirs(), sess.state_dir());
         }
         Ok(())
     })
@@ -207,17 +207,19 @@ pub(crate) async fn adopt_for_the_dead(docker: &Docker, session_dirs: &[PathBuf]
 /// How long a finished session's state stays on the host (its records, for audits).
 const SESSION_STATE_KEPT: Duration = Duration::from_secs(24 * 3600);
 
-/// Removes the state directories of other sessions that are over: untouched for a day,
-/// their runner seen gone (or never recorded), and no context left whose owner is not
-/// seen dead. Keeps the host's state bounded over a laptop's year of runs.
-fn remove_finished_sessions(current: &Path) {
-    for dir in session::all_dirs() {
+/// Removes the state directories of other sessions that are over: untouched for a day and
+/// nothing recorded in them seen alive (their runner, their contexts' owners). A session of
+/// another place (another PID namespace sharing this temp dir) cannot be seen either way;
+/// a day without a change is taken as its end, for state files only: its resources still
+/// go by their expiry. Keeps the host's state bounded over a laptop's year of runs.
+fn remove_finished_sessions(dirs: Vec<PathBuf>, current: &Path) {
+    let alive = |o: &Owner| o.liveness() == Liveness::Alive;
+    for dir in dirs {
         let old =
             session::last_change(&dir).and_then(|t| t.elapsed().ok()).is_some_and(|age| age >= SESSION_STATE_KEPT);
         let runner = std::fs::read_to_string(dir.join("runner")).ok().and_then(|r| Owner::parse(r.trim()));
-        let runner_gone = runner.is_none_or(|r| r.liveness() == Liveness::Dead);
-        let live_contexts = !adopt::records(&dir, |o| o.liveness() != Liveness::Dead).is_empty();
-        if dir != current && old && runner_gone && !live_contexts {
+        let something_alive = runner.as_ref().is_some_and(alive) || !adopt::records(&dir, alive).is_empty();
+        if dir != current && old && !something_alive {
             let _ = std::fs::remove_dir_all(&dir);
         }
     }
@@ -239,4 +241,41 @@ pub(crate) async fn same_test(test_name: &str) -> Result<()> {
         c.insert(test_name.to_string());
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::SystemTime;
+
+    /// A session directory last changed two days ago, with this runner.
+    fn old_session(root: &Path, name: &str, runner: &str) -> PathBuf {
+        let dir = root.join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("runner"), runner).unwrap();
+        let two_days_ago = SystemTime::now() - Duration::from_secs(2 * 24 * 3600);
+        for p in [dir.join("runner"), dir.clone()] {
+            std::fs::File::open(&p).unwrap().set_modified(two_days_ago).unwrap();
+        }
+        dir
+    }
+
+    #[test]
+    fn a_session_over_for_a_day_goes_and_one_with_a_live_runner_or_a_recent_change_stays() {
+        let root = std::env::temp_dir().join(format!("dh-unit-sessions-{}", uuid::Uuid::new_v4()));
+        let me = Owner::current();
+        let dead = Owner { start: me.start + 1, ..me.clone() };
+        let over = old_session(&root, "over", &dead.to_string());
+        let running = old_session(&root, "running", &me.to_string());
+        let recent = root.join("recent");
+        std::fs::create_dir_all(&recent).unwrap();
+        let current = old_session(&root, "current", &dead.to_string());
+        remove_finished_sessions(vec![over.clone(), running.clone(), recent.clone(), current.clone()], &current);
+        assert!(!over.exists(), "a finished session's state stayed");
+        if me.is_verified() {
+            assert!(running.exists(), "a live runner's session state went");
+        }
+        assert!(recent.exists() && current.exists());
+        std::fs::remove_dir_all(root).unwrap();
+    }
 }

@@ -109,9 +109,11 @@ pub fn hostname() -> String {
 }
 
 /// An owner's liveness, seen from a process at `my_place` that reads the process table
-/// through `seen`. Another place is unknown: its PIDs mean nothing here.
+/// through `seen`. Another place is unknown: its PIDs mean nothing here. So is every owner
+/// when this process could not vouch for its own place, even one that shares it (only
+/// this process does): its start time was made up.
 pub(crate) fn judge(owner: &Owner, my_place: &str, seen: impl Fn(u32) -> Seen) -> Liveness {
-    if owner.host != my_place {
+    if owner.host != my_place || my_place.contains(UNVERIFIED) {
         return Liveness::Unknown;
     }
     match seen(owner.pid) {
@@ -208,9 +210,11 @@ mod tests {
         assert!(start > 1, "never a start time of 0 or 1: {start}");
         let (place, _) = place_from("box", Some("b00t~4026531836"), None, "a2");
         assert_eq!(place, "box~unverified~a2");
-        // Not even a judge with the same host name and an unreadable place matches it.
+        // Not even a judge with the same host name and an unreadable place matches it,
+        // nor the process itself, whose start time was made up.
         let theirs = owner(&place, 10, start);
         assert_eq!(judge(&theirs, &place_from("box", None, None, "b7").0, |_| Seen::Gone), Liveness::Unknown);
+        assert_eq!(judge(&theirs, &place, |_| Seen::Running(start + 1)), Liveness::Unknown);
         assert_eq!(place_from("box", Some("b00t~4026531836"), Some(500), "a3"), ("box~b00t~4026531836".into(), 500));
     }
 
