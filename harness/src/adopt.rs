@@ -15,7 +15,7 @@ use bollard::Docker;
 use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
-use crate::owner::{Liveness, Owner};
+use crate::owner::{procs, Liveness, Owner};
 use crate::resource::Resource;
 use crate::{labels, removal, session};
 
@@ -25,6 +25,9 @@ pub(crate) struct Record {
     pub(crate) task: String,
     pub(crate) prefix: String,
     pub(crate) owner: String,
+    /// Whether the context handed its marker to host processes (see `owner::procs`).
+    #[serde(default)]
+    pub(crate) processes: bool,
 }
 
 fn records_dir(session_dir: &Path) -> PathBuf {
@@ -32,8 +35,9 @@ fn records_dir(session_dir: &Path) -> PathBuf {
 }
 
 /// Records a context; a failure is said on stderr and costs only adoption after a kill.
-pub(crate) fn record(session_dir: &Path, task: &str, prefix: &str) {
-    let r = Record { task: task.to_string(), prefix: prefix.to_string(), owner: Owner::current().to_string() };
+pub(crate) fn record(session_dir: &Path, task: &str, prefix: &str, processes: bool) {
+    let owner = Owner::current().to_string();
+    let r = Record { task: task.to_string(), prefix: prefix.to_string(), owner, processes };
     let dir = records_dir(session_dir);
     let written = std::fs::create_dir_all(&dir)
         .map_err(|e| e.to_string())
@@ -78,10 +82,33 @@ pub(crate) async fn find_for(docker: &Docker, records: &[Record]) -> Result<Vec<
         .collect())
 }
 
-/// Removes what belongs to `records`, then forgets those whose resources are all gone.
-/// Returns what was removed.
+/// Ends the host processes left under these tasks' markers (their whole trees); returns
+/// what was ended and what survived.
+pub(crate) async fn end_processes(tasks: Vec<String>) -> (Vec<procs::Found>, Vec<procs::Found>) {
+    if tasks.is_empty() {
+        return (Vec::new(), Vec::new());
+    }
+    // Reads /proc and waits out grace periods: not on the runtime's threads.
+    let work = move || {
+        let found: Vec<procs::Found> = tasks.iter().flat_map(|t| procs::marked(&procs::needle(t))).collect();
+        let survivors = procs::end(&found);
+        (found.into_iter().filter(|f| !survivors.contains(f)).collect(), survivors)
+    };
+    tokio::task::spawn_blocking(work).await.unwrap_or_default()
+}
+
+/// Removes what belongs to `records` (and ends the host processes under their markers),
+/// then forgets those whose resources are all gone. Returns what was removed.
 pub(crate) async fn adopt_recorded(docker: &Docker, found: Vec<(PathBuf, Record)>) -> Result<Vec<Resource>> {
     let records: Vec<Record> = found.iter().map(|(_, r)| r.clone()).collect();
+    let marked: Vec<String> = records.iter().filter(|r| r.processes).map(|r| r.task.clone()).collect();
+    let (ended, survivors) = end_processes(marked).await;
+    for p in &ended {
+        eprintln!("docker-harness: ended host process {} ({}) that a gone test's program left", p.pid, p.command);
+    }
+    for p in &survivors {
+        eprintln!("docker-harness: host process {} ({}) outlived SIGKILL", p.pid, p.command);
+    }
     let items = find_for(docker, &records).await?;
     let failures = removal::remove_in_order(docker, &items).await;
     for (path, r) in &found {
@@ -145,7 +172,7 @@ mod tests {
     #[test]
     fn records_are_read_back_by_their_owner_and_forgotten() {
         let dir = std::env::temp_dir().join(format!("dh-unit-adopt-{}", uuid::Uuid::new_v4()));
-        record(&dir, "task-1", "dh-t-1234abcd");
+        record(&dir, "task-1", "dh-t-1234abcd", false);
         let mine = records(&dir, |o| o == Owner::current());
         assert_eq!(mine.len(), 1);
         assert_eq!(mine[0].1.prefix, "dh-t-1234abcd");

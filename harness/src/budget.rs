@@ -30,12 +30,30 @@ pub struct Counts {
     pub networks: usize,
     /// Volumes (named ones; anonymous volumes go with their containers).
     pub volumes: usize,
+    /// Host processes a program under test left running under the test's marker (ended at
+    /// teardown). In a budget, a limit only when set with [`Counts::with_processes`].
+    #[serde(default)]
+    pub processes: usize,
+    #[serde(skip)]
+    limits_processes: bool,
 }
 
 impl Counts {
-    /// Counts with these numbers.
+    /// Counts with these numbers (and no host processes; as a budget, no limit on them).
     pub fn new(containers: usize, networks: usize, volumes: usize) -> Counts {
-        Counts { containers, networks, volumes }
+        Counts { containers, networks, volumes, processes: 0, limits_processes: false }
+    }
+
+    /// The same counts with this many host processes; as a budget, at most this many.
+    ///
+    /// ```
+    /// use docker_harness::Counts;
+    /// let budget = Counts::new(1, 0, 0).with_processes(1);
+    /// assert_eq!(budget.to_string(), "1 container(s), 0 network(s), 0 volume(s), 1 process(es)");
+    /// ```
+    #[must_use]
+    pub fn with_processes(self, processes: usize) -> Counts {
+        Counts { processes, limits_processes: true, ..self }
     }
 
     pub(crate) fn add(&mut self, kind: Kind) {
@@ -58,7 +76,28 @@ impl Counts {
 
 impl fmt::Display for Counts {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} container(s), {} network(s), {} volume(s)", self.containers, self.networks, self.volumes)
+        write!(f, "{} container(s), {} network(s), {} volume(s)", self.containers, self.networks, self.volumes)?;
+        if self.processes > 0 || self.limits_processes {
+            write!(f, ", {} process(es)", self.processes)?;
+        }
+        Ok(())
+    }
+}
+
+/// A host process a teardown ended: the program under test left it running.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct EndedProcess {
+    /// Its PID.
+    pub pid: u32,
+    /// Its command line.
+    pub command: String,
+}
+
+impl EndedProcess {
+    /// A process by its PID and command line.
+    pub fn new(pid: u32, command: impl Into<String>) -> EndedProcess {
+        EndedProcess { pid, command: command.into() }
     }
 }
 
@@ -76,6 +115,8 @@ pub struct TeardownReport {
     /// Adopted resources without the managed label: the program under test did not stamp
     /// the labels it was handed.
     pub unlabelled: Vec<Resource>,
+    /// Host processes under the test's marker that were ended (their whole trees).
+    pub processes: Vec<EndedProcess>,
     /// True when the resources were kept for debugging instead of removed.
     pub kept: bool,
 }
@@ -88,6 +129,11 @@ impl TeardownReport {
             .into_iter()
             .filter(|k| self.created.get(*k) > budget.get(*k))
             .map(|k| format!("{k}s: {} created, budget {}", self.created.get(k), budget.get(k)))
+            .chain(
+                (budget.limits_processes && self.created.processes > budget.processes).then(|| {
+                    format!("processes: {} left running, budget {}", self.created.processes, budget.processes)
+                }),
+            )
             .collect()
     }
 }
@@ -101,6 +147,17 @@ mod tests {
         let r =
             TeardownReport { created: Counts::new(4, 1, 0), budget: Some(Counts::new(1, 1, 2)), ..Default::default() };
         assert_eq!(r.over_budget(), vec!["containers: 4 created, budget 1".to_string()]);
+    }
+
+    #[test]
+    fn host_processes_are_over_budget_only_when_limited() {
+        let mut created = Counts::new(1, 0, 0);
+        created.processes = 2;
+        let unlimited = TeardownReport { created, budget: Some(Counts::new(1, 0, 0)), ..Default::default() };
+        assert!(unlimited.over_budget().is_empty());
+        let limited =
+            TeardownReport { created, budget: Some(Counts::new(1, 0, 0).with_processes(1)), ..Default::default() };
+        assert_eq!(limited.over_budget(), vec!["processes: 2 left running, budget 1".to_string()]);
     }
 
     #[test]

@@ -131,6 +131,45 @@ impl TestContext {
         pairs.into_iter().flat_map(|(k, v)| ["--label".to_string(), format!("{k}={v}")]).collect()
     }
 
+    /// A command that carries this test's marker in its environment
+    /// (`DOCKER_HARNESS_TASK=<task id>`): every process it starts inherits it, however it
+    /// detaches (`setsid`, a double fork), and the context ends them all at teardown (and
+    /// every exit path does: SIGTERM, the watcher after a SIGKILL, the next session's check).
+    /// A process that clears its environment (`env -i`, sudo, systemd-run) escapes it.
+    /// Linux only: elsewhere no process is found.
+    ///
+    /// ```no_run
+    /// # fn f(ctx: &docker_harness::TestContext) -> std::io::Result<()> {
+    /// let status = ctx.command("sh").args(["-c", "setsid sleep 300 &"]).status()?;
+    /// assert!(status.success()); // the detached sleep ends with the context
+    /// # Ok(()) }
+    /// ```
+    pub fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> std::process::Command {
+        let mut cmd = std::process::Command::new(program);
+        self.mark(&mut cmd);
+        cmd
+    }
+
+    /// As [`command`](Self::command), for tokio.
+    pub fn tokio_command(&self, program: impl AsRef<std::ffi::OsStr>) -> tokio::process::Command {
+        let (key, value) = self.process_marker();
+        let mut cmd = tokio::process::Command::new(program);
+        cmd.env(key, value);
+        cmd
+    }
+
+    /// Marks a command built elsewhere as [`command`](Self::command) does.
+    pub fn mark<'c>(&self, cmd: &'c mut std::process::Command) -> &'c mut std::process::Command {
+        let (key, value) = self.process_marker();
+        cmd.env(key, value)
+    }
+
+    /// The marker as a variable and its value, for a command builder of another crate
+    /// (assert_cmd's `Command::env`, say).
+    pub fn process_marker(&self) -> (&'static str, &str) {
+        self.scope.process_marker()
+    }
+
     /// Sets whether this context's resources are left behind for debugging (overriding
     /// `DOCKER_HARNESS_KEEP`). Resources created after a policy other than `Never` is set
     /// carry a keep label, so other sessions' sweeps spare them until it expires.

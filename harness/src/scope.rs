@@ -10,9 +10,10 @@ use std::time::Duration;
 
 use bollard::Docker;
 
-use crate::budget::{Counts, TeardownReport};
+use crate::budget::{Counts, EndedProcess, TeardownReport};
 use crate::config::{KeepPolicy, Settings};
 use crate::error::{Error, CLI_INSTALL};
+use crate::owner::procs;
 use crate::resource::Resource;
 use crate::{adopt, blocking, docker, labels, naming, removal, session};
 
@@ -29,6 +30,8 @@ pub(crate) struct Scope {
     /// Set once something was asked of Docker or the labels or prefix were handed out: a
     /// program may have used them, so teardown has to look for adoptees.
     used: AtomicBool,
+    /// Set once the marker was handed to a host process: teardown looks for its tree.
+    marks_processes: AtomicBool,
     keep: Mutex<KeepPolicy>,
     keep_ttl: Duration,
     /// Where the scope is recorded for adoption after a kill.
@@ -49,6 +52,7 @@ impl Scope {
             created: Mutex::new(Counts::default()),
             budget: Mutex::new(None),
             used: AtomicBool::new(false),
+            marks_processes: AtomicBool::new(false),
             keep: Mutex::new(settings.keep),
             keep_ttl: settings.keep_ttl,
         }
@@ -69,8 +73,18 @@ impl Scope {
     /// its identity is adopted on every exit path, a kill included.
     pub(crate) fn mark_used(&self) {
         if !self.used.swap(true, Ordering::Relaxed) {
-            adopt::record(&self.session_dir, &self.task_id, &self.prefix);
+            adopt::record(&self.session_dir, &self.task_id, &self.prefix, false);
         }
+    }
+
+    /// The marker handed to a host process: `(variable, value)`. The first time, the scope
+    /// is recorded as one whose processes every exit path looks for.
+    pub(crate) fn process_marker(&self) -> (&'static str, &str) {
+        self.mark_used();
+        if !self.marks_processes.swap(true, Ordering::Relaxed) {
+            adopt::record(&self.session_dir, &self.task_id, &self.prefix, true);
+        }
+        (procs::MARKER, &self.task_id)
     }
 
     pub(crate) fn used(&self) -> bool {
@@ -172,6 +186,15 @@ impl Scope {
         };
         if !self.used() {
             return Ok(report);
+        }
+        if !keep && self.marks_processes.load(Ordering::Relaxed) {
+            // First: a daemon left running could go on creating what is removed below.
+            let (ended, survivors) = adopt::end_processes(vec![self.task_id.clone()]).await;
+            for p in &survivors {
+                eprintln!("docker-harness: host process {} ({}) of {} outlived SIGKILL", p.pid, p.command, self.prefix);
+            }
+            report.created.processes = ended.len() + survivors.len();
+            report.processes = ended.into_iter().map(|p| EndedProcess::new(p.pid, p.command)).collect();
         }
         let known = self.created_ids.lock().map(|k| k.clone()).unwrap_or_default();
         report.adopted = adopt::find(docker, &self.task_id, &self.prefix, &known).await?;

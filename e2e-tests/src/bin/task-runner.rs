@@ -2,7 +2,8 @@
 //! command as a task in a container named from the task ID, with a network of its own, a
 //! named volume and an anonymous one, and removes them when the task ends. It accepts extra
 //! labels and a name prefix to stamp on what it creates, and it can be told to misbehave:
-//! crash mid-task, leave a volume unlabelled, or start more containers than it should.
+//! crash mid-task, leave a volume unlabelled, start more containers than it should, or
+//! leave a helper daemon running on the host, detached as a proxy daemon would be.
 
 use std::collections::HashMap;
 
@@ -45,11 +46,40 @@ struct Args {
     /// Start this many extra sidecar containers (a bug that amplifies resources).
     #[arg(long, default_value_t = 0)]
     extra_containers: usize,
+    /// Start a helper daemon on the host first and leave it running: detached with
+    /// `setsid -f` (a fork, a new session, the standard streams closed), as a host proxy
+    /// or credential helper does, so it outlives the run and its process group.
+    #[arg(long)]
+    helper_daemon: bool,
+}
+
+/// The helper daemon's life: serve nothing, for ten minutes at most.
+const HELPER: &str = "serve-helper";
+
+fn start_helper_daemon() -> anyhow::Result<()> {
+    let status = std::process::Command::new("setsid")
+        .arg("-f")
+        .arg(std::env::current_exe()?)
+        .arg(HELPER)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .context("run setsid (util-linux)")?;
+    anyhow::ensure!(status.success(), "setsid -f failed: {status}");
+    Ok(())
 }
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
+    if std::env::args().nth(1).as_deref() == Some(HELPER) {
+        std::thread::sleep(std::time::Duration::from_secs(600));
+        return Ok(());
+    }
     let args = Args::parse();
+    if args.helper_daemon {
+        start_helper_daemon()?;
+    }
     let pairs = |flag: &str, given: &[String]| -> anyhow::Result<HashMap<String, String>> {
         given
             .iter()

@@ -9,6 +9,7 @@
 //! host (no `/proc`, or another namespace's) are unknown, and their resources go by
 //! expiry alone. Everything that reads the host's process table is in `sys`.
 
+pub(crate) mod procs;
 mod sys;
 
 #[cfg(not(target_os = "linux"))]
