@@ -30,6 +30,15 @@ pub(crate) struct Record {
     pub(crate) processes: bool,
 }
 
+impl Record {
+    /// A prefix is what adoption matches names against: a record that was damaged (or
+    /// written by something else) must never make it match more than one context's names.
+    fn is_sound(&self) -> bool {
+        let short: String = self.task.chars().filter(char::is_ascii_alphanumeric).take(8).collect();
+        short.len() == 8 && self.prefix.starts_with("dh-") && self.prefix.ends_with(&format!("-{short}"))
+    }
+}
+
 fn records_dir(session_dir: &Path) -> PathBuf {
     session_dir.join("contexts")
 }
@@ -58,7 +67,7 @@ pub(crate) fn records(session_dir: &Path, pick: impl Fn(&Owner) -> bool) -> Vec<
     entries
         .filter_map(|e| {
             let r: Record = serde_json::from_slice(&std::fs::read(e.path()).ok()?).ok()?;
-            pick(&Owner::parse(&r.owner)?).then(|| (e.path(), r))
+            (r.is_sound() && pick(&Owner::parse(&r.owner)?)).then(|| (e.path(), r))
         })
         .collect()
 }
@@ -66,20 +75,6 @@ pub(crate) fn records(session_dir: &Path, pick: impl Fn(&Owner) -> bool) -> Vec<
 /// Recorded contexts whose owner is seen dead (never one whose liveness is unknown).
 pub(crate) fn orphaned_records(session_dir: &Path) -> Vec<(PathBuf, Record)> {
     records(session_dir, |o| o.liveness() == Liveness::Dead)
-}
-
-/// Everything on the daemon that belongs to one of `records` (its task label or its exact
-/// prefix), session-shared resources excepted: one listing for them all.
-pub(crate) async fn find_for(docker: &Docker, records: &[Record]) -> Result<Vec<Resource>> {
-    if records.is_empty() {
-        return Ok(Vec::new());
-    }
-    let all = removal::list_labelled(docker, &[]).await?;
-    Ok(all
-        .into_iter()
-        .filter(|r| !r.labels.contains_key(labels::SHARED))
-        .filter(|r| records.iter().any(|c| belongs(r, &c.task, &c.prefix)))
-        .collect())
 }
 
 /// Ends the host processes left under these tasks' markers (their whole trees); returns
@@ -109,7 +104,8 @@ pub(crate) async fn adopt_recorded(docker: &Docker, found: Vec<(PathBuf, Record)
     for p in &survivors {
         eprintln!("docker-harness: host process {} ({}) outlived SIGKILL", p.pid, p.command);
     }
-    let items = find_for(docker, &records).await?;
+    let identities: Vec<(&str, &str)> = records.iter().map(|r| (r.task.as_str(), r.prefix.as_str())).collect();
+    let items = find(docker, &identities, &HashSet::new()).await?;
     let failures = removal::remove_in_order(docker, &items).await;
     for (path, r) in &found {
         if !items.iter().any(|i| belongs(i, &r.task, &r.prefix) && failures.iter().any(|f| f.name == i.name)) {
@@ -119,17 +115,27 @@ pub(crate) async fn adopt_recorded(docker: &Docker, found: Vec<(PathBuf, Record)
     Ok(items.into_iter().filter(|i| !failures.iter().any(|f| f.name == i.name)).collect())
 }
 
-/// Everything on the daemon that carries `task_id` or whose name starts with `prefix`,
-/// except the resources in `known` (the context's own).
+/// Everything on the daemon under one of these identities (`(task, prefix)`: its task
+/// label, or a name that starts with its prefix), in one listing, except the IDs in
+/// `known` (a context's own), session-shared resources (no test's) and resources still
+/// inside a keep window (kept on purpose, by whoever kept them).
 pub(crate) async fn find(
     docker: &Docker,
-    task_id: &str,
-    prefix: &str,
+    identities: &[(&str, &str)],
     known: &HashSet<String>,
 ) -> Result<Vec<Resource>> {
-    // One unfiltered listing finds both: the label match and the exact prefix match.
+    if identities.is_empty() {
+        return Ok(Vec::new());
+    }
+    let now = labels::unix_now();
+    let kept =
+        |r: &Resource| r.labels.get(labels::KEEP_UNTIL).and_then(|v| v.parse::<u64>().ok()).is_some_and(|t| now < t);
     let all = removal::list_labelled(docker, &[]).await?;
-    Ok(all.into_iter().filter(|r| !known.contains(&r.id)).filter(|r| belongs(r, task_id, prefix)).collect())
+    Ok(all
+        .into_iter()
+        .filter(|r| !known.contains(&r.id) && !r.labels.contains_key(labels::SHARED) && !kept(r))
+        .filter(|r| identities.iter().any(|(task, prefix)| belongs(r, task, prefix)))
+        .collect())
 }
 
 pub(crate) fn belongs(r: &Resource, task_id: &str, prefix: &str) -> bool {
@@ -170,15 +176,26 @@ mod tests {
     }
 
     #[test]
+    fn a_record_whose_prefix_is_not_its_tasks_is_ignored() {
+        let dir = std::env::temp_dir().join(format!("dh-unit-adopt-{}", uuid::Uuid::new_v4()));
+        for (task, prefix) in [("1234abcd-x", ""), ("1234abcd-x", "dh-"), ("1234abcd-x", "dh-t-99999999")] {
+            record(&dir, task, prefix, false);
+            assert!(records(&dir, |_| true).is_empty(), "{prefix:?} would adopt others' names");
+            forget(&dir, task);
+        }
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
     fn records_are_read_back_by_their_owner_and_forgotten() {
         let dir = std::env::temp_dir().join(format!("dh-unit-adopt-{}", uuid::Uuid::new_v4()));
-        record(&dir, "task-1", "dh-t-1234abcd", false);
+        record(&dir, "1234abcd-0000", "dh-t-1234abcd", false);
         let mine = records(&dir, |o| o == Owner::current());
         assert_eq!(mine.len(), 1);
         assert_eq!(mine[0].1.prefix, "dh-t-1234abcd");
         assert!(records(&dir, |o| o != Owner::current()).is_empty());
         assert!(orphaned_records(&dir).is_empty(), "this process is not dead");
-        forget(&dir, "task-1");
+        forget(&dir, "1234abcd-0000");
         assert!(records(&dir, |_| true).is_empty());
         std::fs::remove_dir_all(dir).unwrap();
     }

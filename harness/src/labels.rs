@@ -17,15 +17,17 @@ pub const SESSION: &str = "docker-harness.session";
 pub const TEST: &str = "docker-harness.test";
 /// The test context's task ID.
 pub const TASK: &str = "docker-harness.task";
-/// `host/pid/start time` of the process that created the resource.
+/// `place/pid/start time` of the process that created the resource (see
+/// [`Owner`]: the place is `<host>~<boot>~<PID namespace>`).
 pub const OWNER: &str = "docker-harness.owner";
-/// Unix seconds after which a resource of another host may be presumed abandoned.
+/// Unix seconds after which a resource whose owner cannot be seen (another host, boot or
+/// PID namespace) may be presumed abandoned.
 pub const EXPIRES: &str = "docker-harness.expires";
 /// Unix seconds until which a resource is kept for debugging.
 pub const KEEP_UNTIL: &str = "docker-harness.keep-until";
 /// Set on session-shared resources, which no single test's teardown removes.
 pub const SHARED: &str = "docker-harness.shared";
-/// `host/pid/start time` of the session's runner (nextest, or the test binary under
+/// `place/pid/start time` of the session's runner (nextest, or the test binary under
 /// `cargo test`), on session-shared resources: they live as long as it does.
 pub const RUNNER: &str = "docker-harness.runner";
 

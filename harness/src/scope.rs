@@ -197,7 +197,7 @@ impl Scope {
             report.processes = ended.into_iter().map(|p| EndedProcess::new(p.pid, p.command)).collect();
         }
         let known = self.created_ids.lock().map(|k| k.clone()).unwrap_or_default();
-        report.adopted = adopt::find(docker, &self.task_id, &self.prefix, &known).await?;
+        report.adopted = adopt::find(docker, &[(&self.task_id, &self.prefix)], &known).await?;
         for r in &report.adopted {
             report.created.add(r.kind);
         }

@@ -163,7 +163,7 @@ pub(crate) fn last_change(dir: &Path) -> Option<std::time::SystemTime> {
 
 /// Removes a finished session's working state: its locks, once-records, owners, contexts
 /// and temporary files. Its `*.jsonl` records (pulls, declared counts) stay for whoever
-/// audits the run; `remove_dir` takes them with the rest a day later.
+/// audits the run; the pre-test check takes them with the rest a day later.
 pub(crate) fn clear_working_state(dir: &Path) {
     for entry in fs::read_dir(dir).into_iter().flatten().flatten() {
         let path = entry.path();

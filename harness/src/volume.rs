@@ -37,8 +37,8 @@ impl VolumeSpec {
 
     /// Fills the new volume with the contents of a host directory (modes kept), e.g. data
     /// files from the test's fixtures. Done through a short-lived container of the session
-    /// image that is created but never started, so seeding counts one container against the
-    /// test's budget.
+    /// image (created but never started on Docker; on Podman it runs while the files go in),
+    /// so seeding counts one container against the test's budget.
     pub fn with_seed(self, host_dir: impl Into<PathBuf>) -> Self {
         VolumeSpec { seed: Some(host_dir.into()), ..self }
     }

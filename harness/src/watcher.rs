@@ -23,8 +23,8 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
-use crate::owner::{self, Liveness, Owner};
-use crate::{blocking, docker, labels, session, sweep};
+use crate::owner::{self, procs, Liveness, Owner};
+use crate::{adopt, blocking, docker, labels, session, sweep};
 
 /// Set (to the session ID) in the environment of a process that is to be the watcher.
 pub(crate) const ENV: &str = "DOCKER_HARNESS_WATCHER";
@@ -66,8 +66,8 @@ fn disabled() -> bool {
 pub(crate) fn ensure() {
     static DONE: once_cell::sync::OnceCell<()> = once_cell::sync::OnceCell::new();
     DONE.get_or_init(|| {
-        // Windows answers "unknown" for every owner (no kill(0), see `owner`): a watcher
-        // there could never see a test die.
+        // Windows has no kill(0): a process sysinfo cannot see is "unknown" (see `owner`),
+        // so a watcher there could rarely tell that a test died.
         if disabled() || cfg!(not(unix)) {
             return;
         }
@@ -97,18 +97,17 @@ fn register_and_start() -> std::io::Result<()> {
         }
     }
     let log = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("watcher.log"))?;
+    let runner = owner::runner().to_string();
     let mut cmd = Command::new(std::env::current_exe()?);
-    cmd.env(ENV, sess.id())
-        .env(RUNNER_ENV, owner::runner().to_string())
-        .stdin(Stdio::null())
-        .stdout(log.try_clone()?)
-        .stderr(log);
+    // Not a test's host process, whoever started it: no test's teardown may end it.
+    cmd.env_remove(procs::MARKER);
+    cmd.env(ENV, sess.id()).env(RUNNER_ENV, &runner).stdin(Stdio::null()).stdout(log.try_clone()?).stderr(log);
     // Its own process group: nextest signals a test's group on timeout, and a terminal's
     // Ctrl-C goes to the foreground group; neither is the watcher's business.
     #[cfg(unix)]
     std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
     // What decides, a day after, that this session's state may go (see `sweep`).
-    std::fs::write(dir.join("runner"), owner::runner().to_string())?;
+    std::fs::write(dir.join("runner"), &runner)?;
     let child = cmd.spawn()?;
     let start = Owner::local(child.id()).map_or(0, |o| o.start);
     session::write_json(&record, &Record { pid: child.id(), start }).map_err(std::io::Error::other)?;
@@ -177,9 +176,18 @@ async fn watch(session_id: String, dir: PathBuf, runner: Option<Owner>) -> Resul
             // A runner this watcher cannot judge keeps the session open, as if alive.
             let runner_alive = runner.as_ref().is_some_and(|r| r.liveness() != Liveness::Dead);
             if !runner_alive && known.is_empty() {
-                // The session is over: what is left of it (its shared resources, judged by
-                // the runner) was just removed as orphans, and so goes its working state.
-                session::clear_working_state(&dir);
+                // The session is over. One more sweep: an owner that died while this round
+                // was judging may have been counted alive above.
+                let last = sweep::survey_with(&docker, &filter).await?;
+                let report = sweep::remove_orphans(&docker, last).await;
+                if !report.removed.is_empty() {
+                    say(&report.summary());
+                }
+                // Its working state goes too, unless a context recorded in it may still
+                // live (a process that only handed out its labels never registered here).
+                if adopt::records(&dir, |o| o.liveness() != Liveness::Dead).is_empty() {
+                    session::clear_working_state(&dir);
+                }
                 return Ok(());
             }
             if known.is_empty() && !live_resources {

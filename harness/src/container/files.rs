@@ -292,6 +292,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(unix)]
     fn a_directory_is_archived_whole_with_its_modes() {
         use std::os::unix::fs::PermissionsExt;
         let dir = std::env::temp_dir().join(format!("dh-unit-files-{}", uuid::Uuid::new_v4()));

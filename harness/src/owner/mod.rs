@@ -7,7 +7,8 @@
 //! namespace), one whose process cannot be seen (`hidepid`, another user's process
 //! elsewhere) and every owner judged by a process that cannot trust its own view of the
 //! host (no `/proc`, or another namespace's) are unknown, and their resources go by
-//! expiry alone. Everything that reads the host's process table is in `sys`.
+//! expiry alone. What reads the host's process table is in `sys` (the readings) and
+//! `procs` (host processes under a test's marker).
 
 pub(crate) mod procs;
 mod sys;

@@ -4,10 +4,9 @@
 //! process found (a pidfd opened, then its start time checked), confirmed gone (a zombie
 //! counts as gone). Linux only: elsewhere nothing is found, and the README says so.
 
-use std::time::{Duration, Instant};
-
 /// A host process found by its marker.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
 pub(crate) struct Found {
     pub(crate) pid: u32,
     pub(crate) start: u64,
@@ -22,11 +21,6 @@ pub(crate) const MARKER: &str = "DOCKER_HARNESS_TASK";
 pub(crate) fn needle(task: &str) -> String {
     format!("{MARKER}={task}")
 }
-
-/// How long a process may take to go after SIGTERM before it gets SIGKILL.
-const GRACE: Duration = Duration::from_secs(2);
-/// How long a SIGKILLed process may take to be gone.
-const KILL_WAIT: Duration = Duration::from_secs(2);
 
 #[cfg(target_os = "linux")]
 pub(crate) use linux::{end, marked};
@@ -46,55 +40,65 @@ mod linux {
     use std::collections::{HashMap, HashSet};
     use std::fs;
     use std::os::fd::OwnedFd;
+    use std::time::{Duration, Instant};
 
     use rustix::process::{pidfd_open, pidfd_send_signal, Pid, PidfdFlags, Signal};
 
     use super::super::sys::{linux as table, Seen};
-    use super::{Found, GRACE, KILL_WAIT};
+    use super::Found;
+
+    /// How long a process may take to go after SIGTERM before it gets SIGKILL.
+    const GRACE: Duration = Duration::from_secs(2);
+    /// How long a SIGKILLed process may take to be gone.
+    const KILL_WAIT: Duration = Duration::from_secs(2);
 
     /// Every process whose environment holds `needle` (`KEY=VALUE`), with its descendants,
-    /// never this process or one of its ancestors.
+    /// never this process or one of its ancestors. A process is known by its PID and the
+    /// start time read before its environment, and a PID whose start time changed during
+    /// the scan is left out: a reused PID is never taken for the process that had it.
     pub(crate) fn marked(needle: &str) -> Vec<Found> {
         let needle = needle.as_bytes();
-        let mut parent: HashMap<u32, u32> = HashMap::new();
+        // pid -> (parent, start)
+        let mut procs: HashMap<u32, (u32, u64)> = HashMap::new();
         let mut hit: HashSet<u32> = HashSet::new();
         for entry in fs::read_dir("/proc").into_iter().flatten().flatten() {
             let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
-            if let Some(ppid) = table::parent_of(pid) {
-                parent.insert(pid, ppid);
+            let Some((ppid, start, exited)) = table::stat(pid) else { continue };
+            if exited {
+                continue;
             }
             let environ = fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
-            if environ.split(|b| *b == 0).any(|kv| kv == needle) {
+            let same = table::stat(pid).is_some_and(|(_, again, _)| again == start);
+            if same && environ.split(|b| *b == 0).any(|kv| kv == needle) {
                 hit.insert(pid);
             }
+            procs.insert(pid, (ppid, start));
         }
         let mut mine = HashSet::from([std::process::id()]);
         let mut p = std::process::id();
-        while let Some(&up) = parent.get(&p) {
+        while let Some(&(up, _)) = procs.get(&p) {
             mine.insert(up);
             p = up;
         }
-        // A descendant of a marked process is part of its tree, marker or not.
+        // A descendant of a marked process is part of its tree, marker or not; a child
+        // that started before its "parent" belongs to an earlier holder of that PID.
         let in_tree = |mut pid: u32| {
             for _ in 0..64 {
                 if hit.contains(&pid) {
                     return true;
                 }
-                match parent.get(&pid) {
-                    Some(&up) if up > 1 => pid = up,
+                let (up, start) = procs[&pid];
+                match procs.get(&up) {
+                    Some(&(_, up_start)) if up > 1 && up_start <= start => pid = up,
                     _ => return false,
                 }
             }
             false
         };
-        let mut found: Vec<Found> = parent
-            .keys()
-            .copied()
-            .filter(|pid| !mine.contains(pid) && in_tree(*pid))
-            .filter_map(|pid| match table::seen(pid) {
-                Seen::Running(start) => Some(Found { pid, start, command: command_line(pid) }),
-                _ => None,
-            })
+        let mut found: Vec<Found> = procs
+            .iter()
+            .filter(|(pid, _)| !mine.contains(pid) && in_tree(**pid))
+            .map(|(&pid, &(_, start))| Found { pid, start, command: command_line(pid) })
             .collect();
         found.sort_by_key(|f| f.pid);
         found
@@ -107,18 +111,20 @@ mod linux {
         words.join(" ")
     }
 
-    /// A handle on exactly the process found: a pidfd opened first, then its start time
-    /// checked, so that a PID reused meanwhile is never signalled.
-    fn handle(f: &Found) -> Option<OwnedFd> {
-        let fd = pidfd_open(Pid::from_raw(i32::try_from(f.pid).ok()?)?, PidfdFlags::empty()).ok()?;
-        (table::seen(f.pid) == Seen::Running(f.start)).then_some(fd)
-    }
-
     fn running(f: &Found) -> bool {
         table::seen(f.pid) == Seen::Running(f.start)
     }
 
-    /// Ends every process found; returns those still running afterwards.
+    /// A handle on exactly the process found: a pidfd opened first, then its start time
+    /// checked, so that a PID reused meanwhile is never signalled.
+    fn handle(f: &Found) -> Option<OwnedFd> {
+        let fd = pidfd_open(Pid::from_raw(i32::try_from(f.pid).ok()?)?, PidfdFlags::empty()).ok()?;
+        running(f).then_some(fd)
+    }
+
+    /// Ends every process found; returns those still running afterwards, including any it
+    /// could not get a handle on (a kernel without pidfds, a seccomp profile refusing them):
+    /// those are never signalled, so never reported as ended.
     pub(crate) fn end(found: &[Found]) -> Vec<Found> {
         let handles: Vec<(&Found, OwnedFd)> = found.iter().filter_map(|f| Some((f, handle(f)?))).collect();
         for (_, fd) in &handles {
@@ -131,13 +137,13 @@ mod linux {
             }
         }
         wait_gone(&handles, KILL_WAIT);
-        handles.iter().filter(|(f, _)| running(f)).map(|(f, _)| (*f).clone()).collect()
+        found.iter().filter(|f| running(f)).cloned().collect()
     }
 
-    fn wait_gone(handles: &[(&Found, OwnedFd)], limit: std::time::Duration) {
-        let started = super::Instant::now();
+    fn wait_gone(handles: &[(&Found, OwnedFd)], limit: Duration) {
+        let started = Instant::now();
         while handles.iter().any(|(f, _)| running(f)) && started.elapsed() < limit {
-            std::thread::sleep(std::time::Duration::from_millis(20));
+            std::thread::sleep(Duration::from_millis(20));
         }
     }
 }

@@ -2,10 +2,9 @@
 //! namespace), what one PID is, and a process's parent and name. Linux reads `/proc`, and
 //! only when it is this process's own (`/proc/self` names `getpid()`); elsewhere the
 //! kernel is asked through sysinfo. Only Linux is tested; the rest is written for macOS,
-//! the BSDs and Windows and kept to what sysinfo and rustix do there.
-
-//! `owner` names the platform's reading (`linux` or `kernel`); both build on what is
-//! shared here.
+//! FreeBSD and Windows (what sysinfo supports) and kept to what sysinfo and rustix do
+//! there. `owner` names the platform's reading (`linux` or `kernel`); both build on what
+//! is shared here.
 
 /// What the host's process table says of one PID.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -13,6 +12,7 @@ pub(crate) enum Seen {
     /// It runs, started at this time.
     Running(u64),
     /// It has exited (a zombie, or the kernel says there is no such process).
+    #[cfg_attr(not(unix), allow(dead_code))]
     Gone,
     /// It cannot be seen (not permitted, or no process table to read).
     Unseen,
@@ -53,10 +53,20 @@ pub(super) mod linux {
 
     /// Whether `/proc` is this process's PID namespace's: under `unshare --pid` without a
     /// fresh `/proc`, or with a tmpfs over it, it is not, and its PIDs are not ours.
-    static PROC_IS_MINE: Lazy<bool> =
-        Lazy::new(|| fs::read_link("/proc/self").is_ok_and(|p| p.to_string_lossy() == std::process::id().to_string()));
+    /// `/proc/self` naming `getpid()` could be a coincidence of numbers between namespaces;
+    /// an `NSpid` line with one entry says the process sits in the namespace `/proc` shows.
+    static PROC_IS_MINE: Lazy<bool> = Lazy::new(|| {
+        let self_is_me =
+            fs::read_link("/proc/self").is_ok_and(|p| p.to_string_lossy() == std::process::id().to_string());
+        let status = fs::read_to_string("/proc/self/status").unwrap_or_default();
+        let nspid = status.lines().find_map(|l| l.strip_prefix("NSpid:")).map(|v| v.split_whitespace().count());
+        // Kernels before 4.1 have no NSpid line: /proc/self alone decides there.
+        self_is_me && nspid.is_none_or(|n| n == 1)
+    });
 
-    /// `<boot id>~<PID namespace inode>`, or `None` when either cannot be read.
+    /// `<boot id>~<PID namespace inode>`, with `~t<time namespace inode>` where the kernel
+    /// has time namespaces and this one is not the first (start times in `/proc` are shifted
+    /// by the reader's time namespace); `None` when anything cannot be read.
     pub(crate) fn place() -> Option<String> {
         if !*PROC_IS_MINE {
             return None;
@@ -67,14 +77,29 @@ pub(super) mod linux {
             .filter(char::is_ascii_hexdigit)
             .take(12)
             .collect();
-        let ns = fs::read_link("/proc/self/ns/pid").ok()?;
-        let inode = parse_ns_inode(&ns.to_string_lossy())?;
-        (boot.len() == 12).then(|| format!("{boot}~{inode}"))
+        let pid_ns = parse_ns_inode("pid", &fs::read_link("/proc/self/ns/pid").ok()?.to_string_lossy())?;
+        let time_ns =
+            fs::read_link("/proc/self/ns/time").ok().and_then(|l| parse_ns_inode("time", &l.to_string_lossy()));
+        let time_part = time_ns.filter(|&t| t != INITIAL_TIME_NS).map(|t| format!("~t{t}")).unwrap_or_default();
+        (boot.len() == 12).then(|| format!("{boot}~{pid_ns}{time_part}"))
     }
 
+    /// The inode of the first time namespace (`PROC_TIME_INIT_INO`): left out of places, so
+    /// that they read as they did before time namespaces were named.
+    const INITIAL_TIME_NS: u64 = 0xEFFF_FFFA;
+
     /// `pid:[4026531836]` → 4026531836.
-    pub(super) fn parse_ns_inode(link: &str) -> Option<u64> {
-        link.strip_prefix("pid:[")?.strip_suffix(']')?.parse().ok()
+    pub(super) fn parse_ns_inode(kind: &str, link: &str) -> Option<u64> {
+        link.strip_prefix(kind)?.strip_prefix(":[")?.strip_suffix(']')?.parse().ok()
+    }
+
+    /// Parent, start time and whether it has exited, from one read of `/proc/PID/stat`.
+    pub(crate) fn stat(pid: u32) -> Option<(u32, u64, bool)> {
+        if !*PROC_IS_MINE {
+            return None;
+        }
+        let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        Some((parse_ppid(&stat)?, parse_start_time(&stat)?, is_zombie(&stat)))
     }
 
     pub(crate) fn seen(pid: u32) -> Seen {
@@ -118,7 +143,7 @@ pub(super) mod linux {
     }
 }
 
-/// Written for macOS, the BSDs and Windows; not built here.
+/// Written for macOS, FreeBSD and Windows; not built here.
 #[cfg(not(target_os = "linux"))]
 pub(super) mod kernel {
     use sysinfo::{Pid, ProcessRefreshKind, ProcessesToUpdate, System};
@@ -139,6 +164,8 @@ pub(super) mod kernel {
 
     pub(crate) fn seen(pid: u32) -> Seen {
         match with_process(pid, sysinfo::Process::start_time) {
+            // sysinfo's 0 is "could not read it" (a refused OpenProcess or proc_pidinfo).
+            Some(0) => Seen::Unseen,
             Some(start) => Seen::Running(start),
             #[cfg(unix)]
             None => super::kill_probe(pid),
@@ -176,8 +203,9 @@ mod tests {
 
     #[test]
     fn the_pid_namespace_is_read_from_its_link() {
-        assert_eq!(parse_ns_inode("pid:[4026531836]"), Some(4026531836));
-        assert_eq!(parse_ns_inode("net:[4026531836]"), None);
+        assert_eq!(parse_ns_inode("pid", "pid:[4026531836]"), Some(4026531836));
+        assert_eq!(parse_ns_inode("pid", "net:[4026531836]"), None);
+        assert_eq!(parse_ns_inode("time", "time:[4026531834]"), Some(4026531834));
     }
 
     #[test]
