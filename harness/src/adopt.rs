@@ -108,11 +108,11 @@ pub(crate) async fn adopt_recorded(docker: &Docker, found: Vec<(PathBuf, Record)
     let items = find(docker, &identities, &HashSet::new()).await?;
     let failures = removal::remove_in_order(docker, &items).await;
     for (path, r) in &found {
-        if !items.iter().any(|i| belongs(i, &r.task, &r.prefix) && failures.iter().any(|f| f.name == i.name)) {
+        if !items.iter().any(|i| belongs(i, &r.task, &r.prefix) && removal::failed_to_remove(&failures, i)) {
             let _ = std::fs::remove_file(path);
         }
     }
-    Ok(items.into_iter().filter(|i| !failures.iter().any(|f| f.name == i.name)).collect())
+    Ok(items.into_iter().filter(|i| !removal::failed_to_remove(&failures, i)).collect())
 }
 
 /// Everything on the daemon under one of these identities (`(task, prefix)`: its task

@@ -89,6 +89,12 @@ pub(crate) async fn remove_in_order(docker: &Docker, items: &[Resource]) -> Vec<
     failures
 }
 
+/// Whether `r` is among the resources that `failures` could not remove (by kind and name:
+/// a container and a volume may share a name).
+pub(crate) fn failed_to_remove(failures: &[CleanupFailure], r: &Resource) -> bool {
+    failures.iter().any(|f| f.kind == r.kind && f.name == r.name)
+}
+
 /// Lists containers, all states (past Podman's `stopped`, see `engine`).
 async fn list_containers(
     docker: &Docker,

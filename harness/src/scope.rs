@@ -213,7 +213,7 @@ impl Scope {
         }
         let failures = removal::remove_in_order(docker, &items).await;
         if let Ok(mut t) = self.tracked.lock() {
-            t.retain(|r| failures.iter().any(|f| f.name == r.name));
+            t.retain(|r| removal::failed_to_remove(&failures, r));
         }
         if failures.is_empty() {
             adopt::forget(&self.session_dir, &self.task_id);

@@ -103,7 +103,7 @@ pub(crate) async fn remove_orphans(docker: &Docker, all: Vec<Leftover>) -> Sweep
         }
     }
     report.failed = removal::remove_in_order(docker, &orphans).await;
-    report.removed = orphans.into_iter().filter(|r| !report.failed.iter().any(|f| f.name == r.name)).collect();
+    report.removed = orphans.into_iter().filter(|r| !removal::failed_to_remove(&report.failed, r)).collect();
     report
 }
 
@@ -114,7 +114,7 @@ pub async fn clean(extra: Vec<String>) -> Result<(Vec<Resource>, Vec<CleanupFail
         let docker = docker::client().await?;
         let all: Vec<Resource> = survey_with(&docker, &extra).await?.into_iter().map(|l| l.resource).collect();
         let failed = removal::remove_in_order(&docker, &all).await;
-        let removed = all.into_iter().filter(|r| !failed.iter().any(|f| f.name == r.name)).collect();
+        let removed = all.into_iter().filter(|r| !removal::failed_to_remove(&failed, r)).collect();
         Ok((removed, failed))
     })
     .await
