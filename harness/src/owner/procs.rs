@@ -4,14 +4,7 @@
 //! process found (a pidfd opened, then its start time checked), confirmed gone (a zombie
 //! counts as gone). Linux only: elsewhere nothing is found, and the README says so.
 
-/// A host process found by its marker.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
-pub(crate) struct Found {
-    pub(crate) pid: u32,
-    pub(crate) start: u64,
-    pub(crate) command: String,
-}
+pub(crate) use super::sys::Found;
 
 /// The variable that marks a process as one a test's program started, set to the test's
 /// task ID; every process it starts inherits it.
@@ -44,8 +37,7 @@ mod linux {
 
     use rustix::process::{pidfd_open, pidfd_send_signal, Pid, PidfdFlags, Signal};
 
-    use super::super::sys::{linux as table, Seen};
-    use super::Found;
+    use super::super::sys::{linux as table, Found, Seen};
 
     /// How long a process may take to go after SIGTERM before it gets SIGKILL.
     const GRACE: Duration = Duration::from_secs(2);

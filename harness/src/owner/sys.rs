@@ -18,6 +18,15 @@ pub(crate) enum Seen {
     Unseen,
 }
 
+/// A host process found by its marker (see `procs`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+pub(crate) struct Found {
+    pub(crate) pid: u32,
+    pub(crate) start: u64,
+    pub(crate) command: String,
+}
+
 /// The host name from uname.
 #[cfg(unix)]
 pub(super) fn hostname() -> Option<String> {
