@@ -66,7 +66,7 @@ JUNIT_DIR := target/nextest/ci
 save_junit = if [[ -f $(JUNIT_DIR)/junit.xml ]]; then mv $(JUNIT_DIR)/junit.xml $(JUNIT_DIR)/junit-$(or $(JUNIT_STEP),$@).xml; fi
 APT_PACKAGES := busybox-static docker-registry socat util-linux
 
-.PHONY: test deps check-daemon bait-sweep unit e2e audit e2e-concurrent e2e-cold doctest e2e-shared e2e-remote e2e-shards e2e-ownership e2e-podman podman-smoke deps-podman leftovers fmt lint status reap clean bench
+.PHONY: cycles test deps check-daemon bait-sweep unit e2e audit e2e-concurrent e2e-cold doctest e2e-shared e2e-remote e2e-shards e2e-ownership e2e-podman podman-smoke deps-podman leftovers fmt lint status reap clean bench
 
 test:
 	@steps=($(TEST_STEPS) leftovers); failed=(); secs=(); results=(); \
@@ -229,6 +229,15 @@ lint:
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets -- -D warnings
 	RUSTDOCFLAGS="-D warnings" cargo doc --no-deps -p docker-harness
+
+# A second witness that the library's modules have no import cycle: cargo-modules' graph
+# (rust-analyzer's name resolution). Slow to install, so not in `make test`; 0.27 is the
+# last release that builds with this toolchain.
+CARGO_MODULES_VERSION := 0.27.0
+cycles:
+	@cargo modules --version >/dev/null 2>&1 || cargo install cargo-modules --version $(CARGO_MODULES_VERSION) --locked
+	cargo modules dependencies --lib -p docker-harness --no-fns --no-types --no-traits --no-externs --no-sysroot --no-owns \
+	  | python3 scripts/check-layers.py --dot
 
 # The docker-harness CLI (package docker-harness-cli): what test runs left, and removing
 # it (only ever resources labelled docker-harness.managed).

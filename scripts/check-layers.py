@@ -2,6 +2,11 @@
 """The library's modules import each other without a cycle, and each top-level module only
 imports modules declared before it in harness/src/lib.rs (the layers, lowest first).
 
+With `--dot`, reads instead the module graph that cargo-modules draws from rust-analyzer's
+own name resolution (`make cycles` pipes it in) and checks that its "uses" edges have no
+cycle: a second witness, which also sees an inherent `impl` written in another module as
+that type's module depending on it.
+
 Reads the sources as text: every `use` tree and every inline `crate::`, `super::` or
 `self::` path outside comments, strings and `#[cfg(test)] mod tests` is an edge to the
 deepest module it names (an item in a module counts as that module). A module that
@@ -105,7 +110,45 @@ def resolve(module, path, modules):
     return target
 
 
+def check_dot(text):
+    edges = {}
+    for a, b in re.findall(r'"([^"]+)" -> "([^"]+)" \[label="uses"', text):
+        if a != b:
+            edges.setdefault(a, set()).add(b)
+            edges.setdefault(b, set())
+    state, cycles = {}, []
+
+    def visit(u, path):
+        state[u] = 1
+        path.append(u)
+        for v in sorted(edges[u]):
+            if state.get(v) == 1:
+                cycles.append(path[path.index(v):] + [v])
+            elif v not in state:
+                visit(v, path)
+        path.pop()
+        state[u] = 2
+
+    sys.setrecursionlimit(10000)
+    for u in sorted(edges):
+        if u not in state:
+            visit(u, [])
+    if not edges:
+        print("check-layers --dot: no module graph on stdin (is cargo-modules installed?)", file=sys.stderr)
+        sys.exit(2)
+    if cycles:
+        print("check-layers --dot: import cycles:", file=sys.stderr)
+        for c in cycles:
+            print("  " + " -> ".join(c), file=sys.stderr)
+        sys.exit(1)
+    n = sum(len(v) for v in edges.values())
+    print(f"check-layers --dot: {len(edges)} modules, {n} use edges (rust-analyzer's resolution), no cycle")
+
+
 def main():
+    if sys.argv[1:] == ["--dot"]:
+        check_dot(sys.stdin.read())
+        return
     files = sorted(SRC.rglob("*.rs"))
     modules = {module_of(f) for f in files}
     order = [m for m in re.findall(rf"^\s*(?:pub(?:\(crate\))? )?mod ({IDENT});", (SRC / "lib.rs").read_text(), re.M)]
