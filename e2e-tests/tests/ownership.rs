@@ -209,6 +209,51 @@ async fn a_volume_docker_creates_for_a_mount_carries_the_tests_labels() -> anyho
     Ok(())
 }
 
+/// An image that declares a volume, built from the session image under a name of the
+/// suite's own (not `dh-`), carrying the suite's bait label, and removed by `Drop`.
+struct ImageWithVolume(String);
+
+impl ImageWithVolume {
+    async fn build() -> anyhow::Result<ImageWithVolume> {
+        use std::io::Write;
+        let base = docker_harness::session_image().await?.reference;
+        let tag = format!("docker-harness-e2e-volume:{}", uuid::Uuid::new_v4().simple());
+        let (bait_key, bait_value) = common::bait_label();
+        let mut build = Command::new("docker")
+            .args(["build", "--quiet", "--tag", &tag, "--label", &format!("{bait_key}={bait_value}"), "-"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .spawn()?;
+        write!(build.stdin.take().unwrap(), "FROM {base}\nVOLUME /cache\n")?;
+        anyhow::ensure!(build.wait()?.success(), "docker build of a one-line image failed");
+        Ok(ImageWithVolume(tag))
+    }
+}
+
+impl Drop for ImageWithVolume {
+    fn drop(&mut self) {
+        let _ = Command::new("docker").args(["image", "rm", "--force", &self.0]).output();
+    }
+}
+
+#[tokio::test]
+async fn the_anonymous_volume_of_an_images_volume_carries_the_tests_labels_and_goes_with_its_container(
+) -> anyhow::Result<()> {
+    let image = ImageWithVolume::build().await?;
+    let ctx = TestContext::new()?;
+    ctx.declare(Counts::new(1, 0, 0));
+    let c = ctx.container(ContainerSpec::new("c").with_image(&image.0).with_cmd(["sleep", "3600"])).await?;
+    let mounts = c.inspect().await?.mounts.unwrap_or_default();
+    let cache = mounts.iter().find(|m| m.destination.as_deref() == Some("/cache")).expect("the image's volume");
+    let name = cache.name.clone().expect("a volume's name");
+    let docker = raw().await;
+    let labels = docker.inspect_volume(&name).await?.labels;
+    assert_eq!(labels.get(TASK).map(String::as_str), Some(ctx.task_id()), "{labels:?}");
+    c.remove().await?;
+    assert!(!volume_exists(&docker, &name).await, "the anonymous volume outlived its container");
+    Ok(())
+}
+
 #[test]
 #[ignore = "run as a child"]
 fn child_creates_until_stopped() {

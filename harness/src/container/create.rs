@@ -3,7 +3,9 @@
 //! in who owns the container between the two steps.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+
+use once_cell::sync::Lazy;
 
 use bollard::models::{
     ContainerCreateBody, EndpointSettings, HostConfig, Mount, MountType, MountVolumeOptions, NetworkingConfig,
@@ -42,9 +44,46 @@ fn mount(source: &str, target: &str, labels: &HashMap<String, String>) -> Mount 
     }
 }
 
+/// An anonymous volume for a path the image declares (`VOLUME`), created by Docker with the
+/// harness's labels instead of none: still removed with its container (`-v`), and found by
+/// every sweep if the container ever goes without it.
+fn anonymous(target: &str, labels: &HashMap<String, String>) -> Mount {
+    Mount {
+        target: Some(target.to_string()),
+        typ: Some(MountType::VOLUME),
+        volume_options: Some(MountVolumeOptions { labels: Some(labels.clone()), ..Default::default() }),
+        ..Default::default()
+    }
+}
+
+/// The paths an image declares as volumes, asked once per image per process (a failed
+/// inspect is not remembered, and leaves the create to say what is wrong with the image).
+async fn declared_volumes(docker: &Docker, image: &str) -> Vec<String> {
+    static SEEN: Lazy<Mutex<HashMap<String, Vec<String>>>> = Lazy::new(Default::default);
+    if let Some(v) = SEEN.lock().ok().and_then(|m| m.get(image).cloned()) {
+        return v;
+    }
+    let Ok(info) = docker.inspect_image(image).await else { return Vec::new() };
+    let mut paths: Vec<String> = info.config.and_then(|c| c.volumes).unwrap_or_default().into_iter().collect();
+    paths.sort();
+    if let Ok(mut m) = SEEN.lock() {
+        m.insert(image.to_string(), paths.clone());
+    }
+    paths
+}
+
 /// What Docker is asked to create for a spec: the harness's labels over the spec's own on
-/// the container, and the harness's alone on any volume it creates for a mount.
-fn body(spec: &ContainerSpec, image: String, harness: &HashMap<String, String>) -> ContainerCreateBody {
+/// the container, and the harness's alone on any volume it creates for a mount or for a
+/// path the image declares.
+fn body(
+    spec: &ContainerSpec,
+    image: String,
+    harness: &HashMap<String, String>,
+    declared: &[String],
+) -> ContainerCreateBody {
+    let mut mounts: Vec<Mount> = spec.mounts.iter().map(|(s, t)| mount(s, t, harness)).collect();
+    let covered: Vec<String> = mounts.iter().filter_map(|m| m.target.clone()).collect();
+    mounts.extend(declared.iter().filter(|p| !covered.contains(p)).map(|p| anonymous(p, harness)));
     let mut labels = spec.labels.clone();
     labels.extend(harness.clone());
     let networking_config = spec.network.as_ref().map(|net| NetworkingConfig {
@@ -64,7 +103,7 @@ fn body(spec: &ContainerSpec, image: String, harness: &HashMap<String, String>) 
         exposed_ports: ports::exposed(&spec.ports),
         healthcheck: spec.healthcheck.clone(),
         host_config: Some(HostConfig {
-            mounts: (!spec.mounts.is_empty()).then(|| spec.mounts.iter().map(|(s, t)| mount(s, t, harness)).collect()),
+            mounts: (!mounts.is_empty()).then_some(mounts),
             network_mode: spec.network.clone(),
             port_bindings: ports::bindings(&spec.ports),
             ..Default::default()
@@ -82,10 +121,11 @@ pub(crate) async fn create(
     name: String,
     labels: HashMap<String, String>,
 ) -> Result<Container> {
+    let declared = declared_volumes(docker, &image).await;
     let _pass = gate::enter(&format!("create container {name}"))?;
     let opts = CreateContainerOptions { name: Some(name.clone()), platform: String::new() };
     let created = docker
-        .create_container(Some(opts), body(spec, image, &labels))
+        .create_container(Some(opts), body(spec, image, &labels, &declared))
         .await
         .map_err(|e| Error::docker(format!("create container {name}"), e))?;
     Ok(Container::new(created.id, name))
@@ -136,10 +176,22 @@ mod tests {
     }
 
     #[test]
+    fn a_path_the_image_declares_gets_a_labelled_anonymous_volume_unless_mounted() {
+        let harness = HashMap::from([("docker-harness.managed".to_string(), "true".to_string())]);
+        let spec = ContainerSpec::new("db").with_mount("dh-t-1-data", "/var/lib/db");
+        let declared = ["/var/lib/db".to_string(), "/cache".to_string()];
+        let mounts = body(&spec, "img".into(), &harness, &declared).host_config.unwrap().mounts.unwrap();
+        assert_eq!(mounts.len(), 2, "{mounts:?}");
+        let cache = mounts.iter().find(|m| m.target.as_deref() == Some("/cache")).unwrap();
+        assert_eq!((cache.typ, cache.source.as_deref()), (Some(MountType::VOLUME), None));
+        assert_eq!(cache.volume_options.as_ref().and_then(|o| o.labels.clone()), Some(harness));
+    }
+
+    #[test]
     fn the_container_carries_the_harness_labels_over_the_specs_own() {
         let spec = ContainerSpec::new("web").with_label("docker-harness.managed", "no").with_label("app", "x");
         let harness = HashMap::from([("docker-harness.managed".to_string(), "true".to_string())]);
-        let l = body(&spec, "img".into(), &harness).labels.unwrap();
+        let l = body(&spec, "img".into(), &harness, &[]).labels.unwrap();
         assert_eq!((l["docker-harness.managed"].as_str(), l["app"].as_str()), ("true", "x"));
     }
 }
