@@ -17,38 +17,6 @@ use docker_harness::{sweep, ContainerSpec, Counts, TestContext};
 
 use common::{raw, reported, volume_exists};
 
-/// A child role's body on a runtime of its own, when this process is such a child.
-fn as_child<F: std::future::Future<Output = ()>>(body: impl FnOnce() -> F) {
-    if common::is_child() {
-        tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(body());
-    }
-}
-
-/// Says one `REPORT key=value` line, flushed so the parent reads it before a kill.
-fn report(key: &str, value: impl std::fmt::Display) {
-    use std::io::Write;
-    println!("REPORT {key}={value}");
-    std::io::stdout().flush().unwrap();
-}
-
-/// A child's `REPORT` lines up to `ready`, its output then drained in the background so it
-/// never writes into a closed pipe.
-fn until_ready(child: &mut std::process::Child) -> HashMap<String, String> {
-    use std::io::BufRead;
-    let mut seen = HashMap::new();
-    let mut lines = std::io::BufReader::new(child.stdout.take().expect("a piped stdout")).lines();
-    for line in lines.by_ref().map_while(Result::ok) {
-        if let Some((k, v)) = line.split_once("REPORT ").and_then(|(_, kv)| kv.split_once('=')) {
-            seen.insert(k.to_string(), v.to_string());
-            if k == "ready" {
-                break;
-            }
-        }
-    }
-    std::thread::spawn(move || lines.for_each(drop));
-    seen
-}
-
 /// How the child roles below learn what to do.
 fn env(key: &str) -> Option<String> {
     std::env::var(key).ok().filter(|v| !v.is_empty())
@@ -57,8 +25,8 @@ fn env(key: &str) -> Option<String> {
 #[test]
 #[ignore = "run as a child"]
 fn child_checks_and_reports() {
-    as_child(|| async {
-        report("place", &Owner::current().host);
+    common::as_child(|| async {
+        common::report("place", &Owner::current().host);
         let ctx = TestContext::named("ownership-child").unwrap();
         if env("DH_PREPARE").is_some() {
             // A context's first resource waits for the session's pre-test check.
@@ -66,16 +34,16 @@ fn child_checks_and_reports() {
         }
         if env("DH_CREATE").is_some() {
             let v = ctx.volume("left").await.unwrap();
-            report("volume", v.name());
+            common::report("volume", v.name());
             v.keep();
         }
-        report("removed", sweep::reap().await.unwrap().removed.len());
+        common::report("removed", sweep::reap().await.unwrap().removed.len());
         if let Some(name) = env("DH_LOOK_AT") {
             let survey = sweep::survey().await.unwrap();
             let seen = survey.iter().find(|l| l.resource.name == name);
-            report("verdict", seen.map_or("absent".to_string(), |l| format!("{:?}", l.verdict)));
+            common::report("verdict", seen.map_or("absent".to_string(), |l| format!("{:?}", l.verdict)));
         }
-        report("ready", 1);
+        common::report("ready", 1);
         if env("DH_HOLD").is_some() {
             // A live owner in its own place, until the parent ends it.
             tokio::time::sleep(Duration::from_secs(120)).await;
@@ -153,7 +121,7 @@ async fn two_sessions_one_in_another_pid_namespace_never_touch_each_others_live_
     );
     cmd.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::null());
     let mut child = cmd.spawn().expect("unshare runs (util-linux)");
-    let r = until_ready(&mut child);
+    let r = common::until_ready(&mut child);
     assert_ne!(r["place"], Owner::current().host, "another PID namespace is another place");
     assert_eq!(r["verdict"], "Owned", "the namespaced check took this live test's volume for an orphan");
     assert!(volume_exists(&raw().await, held.name()).await);
@@ -257,9 +225,9 @@ async fn the_anonymous_volume_of_an_images_volume_carries_the_tests_labels_and_g
 #[test]
 #[ignore = "run as a child"]
 fn child_creates_until_stopped() {
-    as_child(|| async {
+    common::as_child(|| async {
         let ctx = TestContext::named("ownership-burst").unwrap();
-        report("prefix", ctx.prefix());
+        common::report("prefix", ctx.prefix());
         let seed = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fixtures/seed");
         let data = ctx.volume("data").await.unwrap();
         for i in 0.. {
@@ -272,10 +240,10 @@ fn child_creates_until_stopped() {
                 ctx.container(spec.created_only()).await.map(|c| c.into_context())
             };
             if i == 0 {
-                report("ready", 1);
+                common::report("ready", 1);
             }
             if let Err(e) = made {
-                report("refused", e);
+                common::report("refused", e);
             }
         }
     });
@@ -307,7 +275,7 @@ async fn stopped_mid_creation(mode: &str) -> anyhow::Result<()> {
     common::own_session(&mut cmd, "burst");
     cmd.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
     let mut child = cmd.spawn()?;
-    let prefix = until_ready(&mut child).remove("prefix").expect("the child says its prefix");
+    let prefix = common::until_ready(&mut child).remove("prefix").expect("the child says its prefix");
     tokio::time::sleep(Duration::from_millis(300)).await;
     common::signal(&child, "TERM");
     let status = child.wait()?;
@@ -330,7 +298,7 @@ async fn sigterm_during_volume_seeding_leaves_nothing_labelled_or_not() -> anyho
 #[test]
 #[ignore = "run as a child"]
 fn child_hands_its_prefix_to_a_program() {
-    as_child(|| async {
+    common::as_child(|| async {
         let ctx = TestContext::named("ownership-program").unwrap();
         // What a program under test does with a prefix it was handed: names without labels.
         let name = format!("{}-made-by-the-program", ctx.prefix());
@@ -343,8 +311,8 @@ fn child_hands_its_prefix_to_a_program() {
         let network = NetworkCreateRequest { name: name.clone(), labels: Some(bait), ..Default::default() };
         docker.create_network(network).await.unwrap();
         ctx.network("own").await.unwrap(); // something of its own, so its watcher registers it
-        report("name", &name);
-        report("ready", 1);
+        common::report("name", &name);
+        common::report("ready", 1);
         tokio::time::sleep(Duration::from_secs(120)).await;
     });
 }
@@ -389,7 +357,7 @@ fn killed_program_named(state: &std::path::Path, session: &str, watcher: bool) -
     }
     cmd.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::null());
     let mut child = cmd.spawn()?;
-    let name = until_ready(&mut child).remove("name");
+    let name = common::until_ready(&mut child).remove("name");
     let name = name.ok_or_else(|| anyhow::anyhow!("the program child never said what it made"))?;
     common::signal(&child, "KILL");
     child.wait()?;

@@ -96,19 +96,13 @@ async fn a_helper_daemon_the_program_left_is_ended_at_teardown(
 #[test]
 #[ignore = "run as a child"]
 fn child_leaves_a_helper_daemon() {
-    if !common::is_child() {
-        return;
-    }
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
-    rt.block_on(async {
+    common::as_child(|| async {
         let ctx = TestContext::named("helper-daemon-killed").unwrap();
         // A resource of its own first: that waits for its session's pre-test check.
         let _net = ctx.network("own").await.unwrap();
         run_with_helper_daemon(&ctx).await.unwrap();
-        println!("REPORT task={}", ctx.process_marker().1);
-        println!("REPORT ready=1");
-        use std::io::Write;
-        std::io::stdout().flush().unwrap();
+        common::report("task", ctx.process_marker().1);
+        common::report("ready", 1);
         tokio::time::sleep(Duration::from_secs(120)).await;
     });
 }

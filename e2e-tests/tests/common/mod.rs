@@ -398,3 +398,35 @@ impl RawTrio {
         let _ = d.remove_volume(&self.name, None::<RemoveVolumeOptions>).await;
     }
 }
+
+/// A child role's body on a runtime of its own, when this process is such a child.
+pub fn as_child<F: std::future::Future<Output = ()>>(body: impl FnOnce() -> F) {
+    if is_child() {
+        tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(body());
+    }
+}
+
+/// Says one `REPORT key=value` line, flushed so the parent reads it before a kill.
+pub fn report(key: &str, value: impl std::fmt::Display) {
+    use std::io::Write;
+    println!("REPORT {key}={value}");
+    std::io::stdout().flush().unwrap();
+}
+
+/// A child's `REPORT` lines up to `ready`, its output then drained in the background so it
+/// never writes into a closed pipe.
+pub fn until_ready(child: &mut std::process::Child) -> HashMap<String, String> {
+    use std::io::BufRead;
+    let mut seen = HashMap::new();
+    let mut lines = std::io::BufReader::new(child.stdout.take().expect("a piped stdout")).lines();
+    for line in lines.by_ref().map_while(Result::ok) {
+        if let Some((k, v)) = line.split_once("REPORT ").and_then(|(_, kv)| kv.split_once('=')) {
+            seen.insert(k.to_string(), v.to_string());
+            if k == "ready" {
+                break;
+            }
+        }
+    }
+    std::thread::spawn(move || lines.for_each(drop));
+    seen
+}
