@@ -36,12 +36,30 @@ pub struct Counts {
     pub processes: usize,
     #[serde(skip)]
     limits_processes: bool,
+    /// Images the test built (each with the intermediate images of its build). In a
+    /// budget, a limit only when set with [`Counts::with_images`].
+    #[serde(default)]
+    pub images: usize,
+    #[serde(skip)]
+    limits_images: bool,
 }
 
 impl Counts {
     /// Counts with these numbers (and no host processes; as a budget, no limit on them).
     pub fn new(containers: usize, networks: usize, volumes: usize) -> Counts {
-        Counts { containers, networks, volumes, processes: 0, limits_processes: false }
+        Counts { containers, networks, volumes, processes: 0, limits_processes: false, images: 0, limits_images: false }
+    }
+
+    /// The same counts with this many built images; as a budget, at most this many.
+    ///
+    /// ```
+    /// use docker_harness::Counts;
+    /// let budget = Counts::new(1, 0, 0).with_images(1);
+    /// assert_eq!(budget.to_string(), "1 container(s), 0 network(s), 0 volume(s), 1 image(s)");
+    /// ```
+    #[must_use]
+    pub fn with_images(self, images: usize) -> Counts {
+        Counts { images, limits_images: true, ..self }
     }
 
     /// The same counts with this many host processes; as a budget, at most this many.
@@ -61,6 +79,7 @@ impl Counts {
             Kind::Container => self.containers += 1,
             Kind::Network => self.networks += 1,
             Kind::Volume => self.volumes += 1,
+            Kind::Image => self.images += 1,
         }
     }
 
@@ -70,6 +89,7 @@ impl Counts {
             Kind::Container => self.containers,
             Kind::Network => self.networks,
             Kind::Volume => self.volumes,
+            Kind::Image => self.images,
         }
     }
 }
@@ -79,6 +99,9 @@ impl fmt::Display for Counts {
         write!(f, "{} container(s), {} network(s), {} volume(s)", self.containers, self.networks, self.volumes)?;
         if self.processes > 0 || self.limits_processes {
             write!(f, ", {} process(es)", self.processes)?;
+        }
+        if self.images > 0 || self.limits_images {
+            write!(f, ", {} image(s)", self.images)?;
         }
         Ok(())
     }
@@ -127,6 +150,7 @@ impl TeardownReport {
         let Some(budget) = self.budget else { return Vec::new() };
         Kind::TEARDOWN_ORDER
             .into_iter()
+            .filter(|k| *k != Kind::Image || budget.limits_images)
             .filter(|k| self.created.get(*k) > budget.get(*k))
             .map(|k| format!("{k}s: {} created, budget {}", self.created.get(k), budget.get(k)))
             .chain(
@@ -158,6 +182,17 @@ mod tests {
         let limited =
             TeardownReport { created, budget: Some(Counts::new(1, 0, 0).with_processes(1)), ..Default::default() };
         assert_eq!(limited.over_budget(), vec!["processes: 2 left running, budget 1".to_string()]);
+    }
+
+    #[test]
+    fn built_images_are_over_budget_only_when_limited() {
+        let mut created = Counts::new(0, 0, 0);
+        created.images = 2;
+        let unlimited = TeardownReport { created, budget: Some(Counts::new(0, 0, 0)), ..Default::default() };
+        assert!(unlimited.over_budget().is_empty());
+        let limited =
+            TeardownReport { created, budget: Some(Counts::new(0, 0, 0).with_images(1)), ..Default::default() };
+        assert_eq!(limited.over_budget(), vec!["images: 2 created, budget 1".to_string()]);
     }
 
     #[test]

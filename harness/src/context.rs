@@ -12,6 +12,7 @@ use crate::budget::{Counts, TeardownReport};
 use crate::config::{self, KeepPolicy};
 use crate::container::{self, ContainerGuard, ContainerSpec};
 use crate::error::{Error, Result};
+use crate::image::build::{self as image_build, BuildSpec, ImageGuard};
 use crate::image::{self, SessionImage};
 use crate::network::{self, NetworkGuard, NetworkSpec};
 use crate::resource::Resource;
@@ -229,6 +230,34 @@ impl TestContext {
             None => self.session_image().await?,
         };
         container::create::for_scope(self.scope.clone(), spec, image).await
+    }
+
+    /// Builds an image for this test. Its tag is unique to the test, it carries the
+    /// harness's labels and its content hash, and it goes at teardown with every image and
+    /// container its build made (every step of every stage, as the build reported them;
+    /// what the daemon's cache lent it stays). Use it by [`BuiltImage::reference`]; to
+    /// build once for the whole session instead, see [`crate::session_build`].
+    ///
+    /// # Errors
+    /// [`Error::BuildFailed`] naming the step that failed, with the build's last lines
+    /// (what the build made by then is removed); [`Error::BuildContext`] for a context or
+    /// Dockerfile that cannot be read; otherwise as [`TestContext::network`].
+    ///
+    /// [`BuiltImage::reference`]: crate::BuiltImage::reference
+    ///
+    /// # Example
+    /// ```no_run
+    /// use docker_harness::{BuildSpec, ContainerSpec, TestContext};
+    ///
+    /// # async fn f() -> anyhow::Result<()> {
+    /// let ctx = TestContext::new()?;
+    /// let image = ctx.build(BuildSpec::new("app", "fixtures/app").with_target("runtime")).await?;
+    /// let app = ctx.container(ContainerSpec::new("app").with_image(&image.reference)).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn build(&self, spec: BuildSpec) -> Result<ImageGuard> {
+        self.prepare().await?;
+        image_build::for_scope(self.scope.clone(), spec).await
     }
 
     /// The session image's reference, checked once per context: every test sees whether the

@@ -84,6 +84,37 @@ pub enum Error {
         found: String,
     },
 
+    /// An image build failed: the step it failed at, the daemon's answer and the build's last
+    /// output lines. What the build had made by then is removed.
+    #[error(
+        "building image {logical} failed at {step}: {message}\n  last lines of the build:\n{}\n  \
+         help: fix that step of the Dockerfile (run `docker build` on the context to iterate faster)",
+        indent(tail)
+    )]
+    BuildFailed {
+        /// The build's logical name.
+        logical: String,
+        /// The step it failed at, as the builder printed it (e.g. `Step 3/5 : RUN make`).
+        step: String,
+        /// The builder's error.
+        message: String,
+        /// The build's last output lines.
+        tail: Vec<String>,
+    },
+
+    /// A build's context or Dockerfile cannot be read or used.
+    #[error("cannot build image {logical} from {}: {reason}.\n  help: {help}", path.display())]
+    BuildContext {
+        /// The build's logical name.
+        logical: String,
+        /// The file or directory at fault.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+        /// What to do.
+        help: &'static str,
+    },
+
     /// A Docker API call failed.
     #[error("failed to {action}: {source}")]
     Docker {

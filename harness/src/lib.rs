@@ -40,8 +40,9 @@ mod owner;
 pub mod labels;
 mod docker;
 mod engine;
-mod removal;
 pub mod session;
+mod built;
+mod removal;
 mod adopt;
 // 3. a test's scope and the part every guard shares.
 mod scope;
@@ -73,10 +74,11 @@ pub use engine::{engine, Engine};
 pub use error::{CleanupFailure, Error, Result, WaitFailure};
 #[cfg(feature = "rstest")]
 pub use fixture::ctx;
+pub use image::build::{build_records, BuildRecord, BuildSpec, BuiltImage, ImageGuard, CONTENT_HASH};
 pub use image::{pull_records, reference as session_image_reference, session_image, PullRecord, SessionImage};
 pub use network::{NetworkGuard, NetworkSpec};
 pub use resource::{Kind, Resource};
-pub use shared::{shared_container, SharedContainer};
+pub use shared::{session_build, shared_container, SharedContainer};
 pub use volume::{VolumeGuard, VolumeSpec};
 
 #[doc = include_str!("../../README.md")]

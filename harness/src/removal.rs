@@ -7,12 +7,13 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use bollard::query_parameters::{
-    InspectContainerOptions, InspectNetworkOptions, ListContainersOptions, ListNetworksOptions, ListVolumesOptions,
-    RemoveContainerOptions, RemoveVolumeOptions,
+    InspectContainerOptions, InspectNetworkOptions, ListContainersOptions, ListImagesOptions, ListNetworksOptions,
+    ListVolumesOptions, RemoveContainerOptions, RemoveImageOptions, RemoveVolumeOptions,
 };
 use bollard::Docker;
 use futures_util::future::join_all;
 
+use crate::built;
 use crate::engine::{self, is_404, status_of};
 use crate::error::{CleanupFailure, Error, Result};
 use crate::resource::{Kind, Resource};
@@ -21,8 +22,12 @@ use crate::resource::{Kind, Resource};
 /// network whose containers are still going) before it reports failure.
 const SETTLE: Duration = Duration::from_secs(10);
 
-/// Removes one resource and waits until inspecting it answers 404.
+/// Removes one resource and waits until inspecting it answers 404. An image goes by its
+/// tag (`name`), with what its build made on the way.
 pub(crate) async fn remove(docker: &Docker, kind: Kind, id: &str, name: &str) -> Result<()> {
+    if kind == Kind::Image {
+        return remove_image(docker, id, name).await;
+    }
     let started = Instant::now();
     let mut pause = Duration::from_millis(20);
     loop {
@@ -35,6 +40,7 @@ pub(crate) async fn remove(docker: &Docker, kind: Kind, id: &str, name: &str) ->
             }
             Kind::Network => docker.remove_network(id).await,
             Kind::Volume => docker.remove_volume(id, Some(RemoveVolumeOptions { force: false })).await,
+            Kind::Image => unreachable!("images are removed by remove_image"),
         };
         match attempt {
             Ok(()) => {}
@@ -64,6 +70,7 @@ pub(crate) async fn gone(docker: &Docker, kind: Kind, id: &str) -> Result<bool> 
         Kind::Container => docker.inspect_container(id, None::<InspectContainerOptions>).await.map(drop),
         Kind::Network => docker.inspect_network(id, None::<InspectNetworkOptions>).await.map(drop),
         Kind::Volume => docker.inspect_volume(id).await.map(drop),
+        Kind::Image => docker.inspect_image(id).await.map(drop),
     };
     match r {
         Ok(()) => Ok(false),
@@ -72,19 +79,100 @@ pub(crate) async fn gone(docker: &Docker, kind: Kind, id: &str) -> Result<bool> 
     }
 }
 
+/// Removes a built image by its tag, then every image and container its build recorded as
+/// its own, newest first (a child before its parent), never pruning: what the daemon's
+/// cache lent the build from another build stays. A removal answered 409 (another image
+/// was built on it, or a container the harness does not own uses it) is left alone: it is
+/// not the harness's to force; the label keeps the tagged image findable for a later sweep.
+async fn remove_image(docker: &Docker, id: &str, tag: &str) -> Result<()> {
+    // By tag: another build may have produced the same image ID and tagged it too; its tag
+    // is not this one's to take. The image itself goes with its last tag.
+    let reference = if tag.is_empty() { id } else { tag };
+    let untag = RemoveImageOptions { force: false, noprune: true, ..Default::default() };
+    match docker.remove_image(reference, Some(untag.clone()), None).await {
+        Ok(_) => {}
+        Err(e) if is_404(&e) => {}
+        Err(e) if status_of(&e) == Some(409) => {
+            eprintln!("docker-harness: left image {reference} in place: {e}");
+            return Ok(());
+        }
+        Err(e) => return Err(Error::docker(format!("remove image {reference}"), e)),
+    }
+    let started = Instant::now();
+    while !gone(docker, Kind::Image, reference).await? {
+        if started.elapsed() >= SETTLE {
+            return Err(Error::Timeout { what: format!("see image {reference} gone"), after: SETTLE });
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let Some(made) = built::read(tag) else { return Ok(()) };
+    for c in &made.containers {
+        let opts = RemoveContainerOptions { force: true, v: true, link: false };
+        match docker.remove_container(c, Some(opts)).await {
+            Ok(()) => {}
+            Err(e) if is_404(&e) => {}
+            Err(e) => eprintln!("docker-harness: could not remove build container {c} of {tag}: {e}"),
+        }
+    }
+    for image in made.images.iter().rev() {
+        match docker.remove_image(image, Some(untag.clone()), None).await {
+            Ok(_) => {}
+            Err(e) if is_404(&e) => {}
+            Err(e) if status_of(&e) == Some(409) => built::leave_pending(image),
+            Err(e) => eprintln!("docker-harness: could not remove image {image} that building {tag} made: {e}"),
+        }
+    }
+    built::forget(tag);
+    retry_pending(docker).await;
+    Ok(())
+}
+
+/// Tries again the images of earlier builds that were still used when their build went:
+/// the build just removed may have been what stood on them. Newest first is unknown here,
+/// so it goes round while each round removes something.
+async fn retry_pending(docker: &Docker) {
+    let untag = RemoveImageOptions { force: false, noprune: true, ..Default::default() };
+    let mut left = built::pending();
+    while !left.is_empty() {
+        let before = left.len();
+        let mut still = Vec::new();
+        for image in left {
+            match docker.remove_image(&image, Some(untag.clone()), None).await {
+                Ok(_) => built::done_pending(&image),
+                Err(e) if is_404(&e) => built::done_pending(&image),
+                Err(_) => still.push(image),
+            }
+        }
+        if still.len() == before {
+            break;
+        }
+        left = still;
+    }
+}
+
+async fn remove_one(docker: &Docker, r: &Resource) -> Option<CleanupFailure> {
+    remove(docker, r.kind, &r.id, &r.name).await.err().map(|e| CleanupFailure {
+        kind: r.kind,
+        name: r.name.clone(),
+        error: Box::new(e),
+    })
+}
+
 /// Removes resources in dependency order: all containers in parallel, then all networks,
-/// then all volumes. Returns what could not be removed.
+/// then all volumes, then the built images one after the other (one may be built on
+/// another). Returns what could not be removed.
 pub(crate) async fn remove_in_order(docker: &Docker, items: &[Resource]) -> Vec<CleanupFailure> {
     let mut failures = Vec::new();
     for kind in Kind::TEARDOWN_ORDER {
-        let batch = items.iter().filter(|r| r.kind == kind).map(|r| async move {
-            remove(docker, r.kind, &r.id, &r.name).await.err().map(|e| CleanupFailure {
-                kind: r.kind,
-                name: r.name.clone(),
-                error: Box::new(e),
-            })
-        });
-        failures.extend(join_all(batch).await.into_iter().flatten());
+        let batch = items.iter().filter(|r| r.kind == kind);
+        if kind == Kind::Image {
+            // Newest first: the later of two builds may stand on the earlier one's images.
+            for r in batch.collect::<Vec<_>>().into_iter().rev() {
+                failures.extend(remove_one(docker, r).await);
+            }
+        } else {
+            failures.extend(join_all(batch.map(|r| remove_one(docker, r))).await.into_iter().flatten());
+        }
     }
     failures
 }
@@ -113,10 +201,11 @@ async fn list_containers(
 pub(crate) async fn list_labelled(docker: &Docker, labels: &[String]) -> Result<Vec<Resource>> {
     let filters =
         if labels.is_empty() { HashMap::new() } else { HashMap::from([("label".to_string(), labels.to_vec())]) };
-    let (containers, networks, volumes) = tokio::join!(
+    let (containers, networks, volumes, images) = tokio::join!(
         list_containers(docker, &filters),
         docker.list_networks(Some(ListNetworksOptions { filters: Some(filters.clone()) })),
         docker.list_volumes(Some(ListVolumesOptions { filters: Some(filters.clone()) })),
+        docker.list_images(Some(ListImagesOptions { filters: Some(filters.clone()), ..Default::default() })),
     );
     let mut out = Vec::new();
     for c in containers.map_err(|e| Error::docker("list containers", e))? {
@@ -134,6 +223,12 @@ pub(crate) async fn list_labelled(docker: &Docker, labels: &[String]) -> Result<
     }
     for v in volumes.map_err(|e| Error::docker("list volumes", e))?.volumes.unwrap_or_default() {
         out.push(Resource::new(Kind::Volume, v.name.clone(), v.name).with_labels(v.labels));
+    }
+    for i in images.map_err(|e| Error::docker("list images", e))? {
+        // One resource per tag: a tag is what a build made and what a removal takes away.
+        for tag in i.repo_tags.iter().filter(|t| *t != "<none>:<none>") {
+            out.push(Resource::new(Kind::Image, i.id.clone(), tag.clone()).with_labels(i.labels.clone()));
+        }
     }
     // Podman 4.3 answers a volume list filtered by several labels with the volumes that
     // carry any one of them (Docker: all of them), which would hand a sweep volumes that

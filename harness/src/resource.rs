@@ -14,19 +14,23 @@ pub enum Kind {
     Network,
     /// A volume.
     Volume,
+    /// An image a test built (its name is its tag). The images a build made on the way
+    /// (every step of every stage) go with it.
+    Image,
 }
 
 impl Kind {
-    /// Every kind, in the order teardown removes them: what uses a network or a volume goes
-    /// before it.
-    pub const TEARDOWN_ORDER: [Kind; 3] = [Kind::Container, Kind::Network, Kind::Volume];
+    /// Every kind, in the order teardown removes them: what uses a network, a volume or an
+    /// image goes before it.
+    pub const TEARDOWN_ORDER: [Kind; 4] = [Kind::Container, Kind::Network, Kind::Volume, Kind::Image];
 
-    /// `container`, `network` or `volume`.
+    /// `container`, `network`, `volume` or `image`.
     pub fn as_str(self) -> &'static str {
         match self {
             Kind::Container => "container",
             Kind::Network => "network",
             Kind::Volume => "volume",
+            Kind::Image => "image",
         }
     }
 }

@@ -1,6 +1,7 @@
 //! The session image: resolved (and pulled if need be) once per session across every test
 //! process, through a mirror when one is set, and checked unchanged by every context.
 
+pub(crate) mod build;
 mod reference;
 
 use std::collections::{HashMap, HashSet};

@@ -9,6 +9,10 @@
 //! `cargo test`) in `docker-harness.runner`, so the sweep removes it once the session is
 //! over and never while it runs.
 
+mod build;
+
+pub use self::build::session_build;
+
 use std::ops::Deref;
 use std::time::Duration;
 
