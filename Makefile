@@ -23,7 +23,7 @@ PODMAN := scripts/podman.sh
 # Steps of `make test`, in order; append new ones here. `leftovers` always
 # runs last, even after a failed step. Each step's wall time is printed after
 # it, and a table of all of them with the total at the end.
-TEST_STEPS := lint unit e2e audit e2e-concurrent e2e-cold doctest e2e-shared e2e-remote e2e-shards e2e-ownership podman-smoke
+TEST_STEPS := lint unit e2e audit e2e-concurrent e2e-cold doctest e2e-shared e2e-remote e2e-shards e2e-ownership e2e-build podman-smoke
 
 # Slow or special e2e test binaries (builds, compose, TLS, namespaces, chaos, faults):
 # each runs in a step of its own, and is left out of every step that re-runs the suite
@@ -43,7 +43,7 @@ TEST_STEPS := lint unit e2e audit e2e-concurrent e2e-cold doctest e2e-shared e2e
 # Recipes that run the suite pass $(SUITE_FILTER_ARGS), or $(call suite_filter,EXPR) for a
 # selection; scripts get the filterset as DH_SUITE_FILTER (see dh_suite_filter in
 # scripts/lib.sh). A special step that runs a script gives it `DH_SUITE_FILTER=`.
-SPECIAL_BINARIES := ownership
+SPECIAL_BINARIES := ownership build
 empty :=
 space := $(empty) $(empty)
 # $(call binaries,compose tls) is the filterset 'binary(compose) | binary(tls)'.
@@ -66,7 +66,7 @@ JUNIT_DIR := target/nextest/ci
 save_junit = if [[ -f $(JUNIT_DIR)/junit.xml ]]; then mv $(JUNIT_DIR)/junit.xml $(JUNIT_DIR)/junit-$(or $(JUNIT_STEP),$@).xml; fi
 APT_PACKAGES := busybox-static docker-registry socat util-linux
 
-.PHONY: cycles test deps check-daemon bait-sweep unit e2e audit e2e-concurrent e2e-cold doctest e2e-shared e2e-remote e2e-shards e2e-ownership e2e-podman podman-smoke deps-podman leftovers fmt lint status reap clean bench
+.PHONY: cycles test deps check-daemon bait-sweep unit e2e audit e2e-concurrent e2e-cold doctest e2e-shared e2e-remote e2e-shards e2e-ownership e2e-build e2e-podman podman-smoke deps-podman leftovers fmt lint status reap clean bench
 
 test:
 	@steps=($(TEST_STEPS) leftovers); failed=(); secs=(); results=(); \
@@ -165,6 +165,12 @@ e2e-podman: deps-podman
 # after a SIGKILL. Its own step: it waits out short expiries, and it is no Podman matter.
 e2e-ownership: deps check-daemon bait-sweep
 	$(call special_step,ownership)
+
+# Images that tests build: eight tests get one session build (docker events: one tag), a
+# test's build goes with its test, failed, cached, lent and killed builds leave nothing; the
+# ledger balances images too, and no new dangling image or build container is left.
+e2e-build: deps check-daemon bait-sweep
+	$(WITH_IMAGE) scripts/e2e-build.sh
 
 # A few binaries of the suite on Podman, so `make test` keeps the support from rotting.
 PODMAN_SMOKE := binary(isolation) | binary(cleanup) | binary(naming)

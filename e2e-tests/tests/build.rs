@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use bollard::query_parameters::ListImagesOptions;
 use bollard::Docker;
-use docker_harness::{build_records, session_build, BuildSpec, ContainerSpec, Error, TestContext};
+use docker_harness::{build_records, session_build, BuildSpec, ContainerSpec, Counts, Error, TestContext};
 use rstest::rstest;
 
 fn fixture() -> PathBuf {
@@ -64,6 +64,7 @@ async fn eight_parallel_tests_share_one_session_build(#[case] n: u32) -> anyhow:
     let image = session_build(spec("shared-app", &fixture()).await?).await?;
     assert_eq!(builds_of(&image.content_hash), 1, "test {n}: built once for the session");
     let ctx = TestContext::new()?;
+    ctx.declare(Counts::new(1, 0, 0));
     let (greeting, files) = run_it(&ctx, &image.reference).await?;
     assert_eq!(greeting, "HELLO FROM THE BUILD\n");
     assert!(files.contains("./greeting.txt") && files.contains("./keep.tmp"), "{files}");
@@ -78,6 +79,7 @@ async fn a_tests_build_and_everything_it_made_go_with_its_test() -> anyhow::Resu
     let dir = copy_of_fixture("own-build");
     std::fs::write(dir.join("greeting.txt"), format!("own {}\n", uuid::Uuid::new_v4()))?;
     let ctx = TestContext::new()?;
+    ctx.declare(Counts::new(1, 0, 0).with_images(1));
     let image = ctx.build(spec("app", &dir).await?).await?;
     assert!(image.reference.starts_with(ctx.prefix()), "{} is the test's", image.reference);
     assert!(image.intermediates.len() >= 2, "both stages made images: {:?}", image.intermediates);
@@ -103,6 +105,7 @@ async fn a_build_lent_from_another_ones_cache_leaves_nothing_of_either() -> anyh
     let first_dir = copy_of_fixture("lender");
     std::fs::write(first_dir.join("greeting.txt"), format!("lent {}\n", uuid::Uuid::new_v4()))?;
     let ctx = TestContext::new()?;
+    ctx.declare(Counts::new(0, 0, 0).with_images(2));
     let first = ctx.build(spec("first", &first_dir).await?).await?;
     // The same builder stage, another runtime stage: the second build's first steps are
     // answered from the first one's images.
@@ -172,6 +175,7 @@ async fn a_changed_context_file_is_rebuilt_and_an_unchanged_one_is_not() -> anyh
     assert_ne!(c.reference, a.reference);
     assert_eq!(builds_of(&c.content_hash), 1);
     let ctx = TestContext::new()?;
+    ctx.declare(Counts::new(1, 0, 0));
     assert_eq!(run_it(&ctx, &c.reference).await?.0, "SECOND\n");
     Ok(())
 }
@@ -203,6 +207,7 @@ fn child_builds_and_waits_to_be_killed() {
     common::as_child(|| async {
         let dir = PathBuf::from(std::env::var("DH_BUILD_CONTEXT").unwrap());
         let ctx = TestContext::named("killed-builder").unwrap();
+        ctx.declare(Counts::new(0, 0, 0).with_images(1));
         let image = ctx.build(spec("app", &dir).await.unwrap()).await.unwrap();
         common::report(
             "made",

@@ -105,7 +105,20 @@ async fn remove_image(docker: &Docker, id: &str, tag: &str) -> Result<()> {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let Some(made) = built::read(tag) else { return Ok(()) };
+    // Untagging leaves the image itself when another image was built on it (a soft
+    // conflict): then it waits, as an intermediate that is still used does.
+    if !id.is_empty() && id != reference {
+        match docker.remove_image(id, Some(untag.clone()), None).await {
+            Ok(_) => {}
+            Err(e) if is_404(&e) => {}
+            Err(e) if status_of(&e) == Some(409) => built::leave_pending(id),
+            Err(e) => eprintln!("docker-harness: could not remove image {id} (was {tag}): {e}"),
+        }
+    }
+    let Some(made) = built::read(tag) else {
+        retry_pending(docker).await;
+        return Ok(());
+    };
     for c in &made.containers {
         let opts = RemoveContainerOptions { force: true, v: true, link: false };
         match docker.remove_container(c, Some(opts)).await {

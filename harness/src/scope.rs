@@ -167,7 +167,7 @@ impl Scope {
         if let Ok(sess) = session::current() {
             let record = serde_json::json!({
                 "what": what, "task": self.task_id, "test": self.test_name,
-                "containers": c.containers, "networks": c.networks, "volumes": c.volumes,
+                "containers": c.containers, "networks": c.networks, "volumes": c.volumes, "images": c.images,
             });
             if let Err(e) = session::append_record(&sess.state_dir().join("declared.jsonl"), &record) {
                 eprintln!("docker-harness: could not record the {what} counts of {}: {e}", self.test_name);
