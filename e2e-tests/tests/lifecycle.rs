@@ -40,7 +40,7 @@ async fn kill_delivers_the_chosen_signal_to_the_main_process(ctx: TestContext) -
     assert_eq!(status(&app).await?, Some(ContainerStateStatusEnum::RUNNING), "a handled signal ended it");
     match app.kill("SIGNOPE").await {
         Err(Error::InvalidOption { container, option, .. }) => {
-            assert_eq!((container.as_str(), option), (app.name(), "signal"))
+            assert_eq!((container.as_str(), option), (app.name(), "signal"));
         }
         other => panic!("expected an invalid signal, got {other:?}"),
     }
