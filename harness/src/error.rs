@@ -147,6 +147,38 @@ pub enum Error {
         reason: &'static str,
     },
 
+    /// A container option that Docker would refuse, or that would silently mean something
+    /// else (a zero memory limit is "no limit"): found before anything is created.
+    #[error("container {container}: invalid {option} {value:?}: {reason}.\n  help: {help}")]
+    InvalidOption {
+        /// The container's logical name (a spec's) or Docker name (a running one's).
+        container: String,
+        /// Which option, e.g. "memory limit" or "ulimit".
+        option: &'static str,
+        /// The value given.
+        value: String,
+        /// Why it was refused.
+        reason: String,
+        /// What to give instead.
+        help: String,
+    },
+
+    /// A command run with an exec timeout did not end within it. The command may still be
+    /// running in the container: Docker has no call that ends an exec.
+    #[error(
+        "exec {cmd:?} in container {container} did not end within {after:?}; it may still be running there.\n  \
+         help: raise the timeout with `ExecSpec::with_timeout(..)`, or look at why the command hangs \
+         (one that reads stdin waits for it: give it with `ExecSpec::with_stdin(..)`)"
+    )]
+    ExecTimeout {
+        /// The container's name.
+        container: String,
+        /// The command.
+        cmd: Vec<String>,
+        /// The timeout it was given.
+        after: Duration,
+    },
+
     /// Waiting for something took longer than allowed (`after` is how long was waited).
     #[error("timed out after {after:?} while waiting to {what}")]
     Timeout {

@@ -63,10 +63,14 @@ mod context;
 mod fixture;
 mod preflight;
 
+/// The bollard the harness speaks, for the types its escape hatch
+/// ([`ContainerSpec::with_create_body`]) and [`Container::inspect`] use, at the same version.
+pub use bollard;
 pub use budget::{Counts, TeardownReport};
 pub use config::{KeepPolicy, DEFAULT_IMAGE};
 pub use container::{
-    Container, ContainerGuard, ContainerSpec, ExecOutput, FileSource, LogStream, Logs, WaitFor, DEFAULT_WAIT_TIMEOUT,
+    Container, ContainerGuard, ContainerSpec, ExecOutput, ExecSpec, FileSource, LogStream, Logs, WaitFor,
+    DEFAULT_WAIT_TIMEOUT,
 };
 pub use context::TestContext;
 pub use docker::{daemon_version, endpoint, host_address};

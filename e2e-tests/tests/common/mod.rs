@@ -430,3 +430,11 @@ pub fn until_ready(child: &mut std::process::Child) -> HashMap<String, String> {
     std::thread::spawn(move || lines.for_each(drop));
     seen
 }
+
+/// What a shell script printed in a container (trimmed), failing with its stderr when it
+/// exits non-zero: for reading a fact from inside (`/proc`, `/sys/fs/cgroup`, `mount`).
+pub async fn sh(c: &docker_harness::Container, script: &str) -> anyhow::Result<String> {
+    let out = c.exec(["sh", "-c", script]).await?;
+    anyhow::ensure!(out.success(), "`{script}` in {} exited {}: {}", c.name(), out.exit_code, out.stderr);
+    Ok(out.stdout.trim().to_string())
+}

@@ -27,8 +27,7 @@ fn mount(source: &str, target: &str, labels: &HashMap<String, String>) -> Mount 
         Some(t) => (t, true),
         None => (target.strip_suffix(":rw").unwrap_or(target), false),
     };
-    // Absolute host paths are binds (on Windows hosts too: `C:\…`), anything else a volume.
-    let is_path = source.starts_with('/') || source.get(1..3) == Some(":\\") || source.starts_with("\\\\");
+    let is_path = is_host_path(source);
     let (typ, volume_options) = if is_path {
         (MountType::BIND, None)
     } else {
@@ -42,6 +41,11 @@ fn mount(source: &str, target: &str, labels: &HashMap<String, String>) -> Mount 
         volume_options,
         ..Default::default()
     }
+}
+
+/// Absolute host paths are binds (on Windows hosts too: `C:\…`), anything else a volume.
+fn is_host_path(source: &str) -> bool {
+    source.starts_with('/') || source.get(1..3) == Some(":\\") || source.starts_with("\\\\")
 }
 
 /// An anonymous volume for a path the image declares (`VOLUME`), created by Docker with the
@@ -72,45 +76,90 @@ async fn declared_volumes(docker: &Docker, image: &str) -> Vec<String> {
     paths
 }
 
-/// What Docker is asked to create for a spec: the harness's labels over the spec's own on
-/// the container, and the harness's alone on any volume it creates for a mount or for a
-/// path the image declares.
+/// What Docker is asked to create for a spec: its options, then its escape hatches, then
+/// the harness's own laid over whatever those left (`seal`).
 fn body(
     spec: &ContainerSpec,
     image: String,
     harness: &HashMap<String, String>,
     declared: &[String],
-) -> ContainerCreateBody {
-    let mut mounts: Vec<Mount> = spec.mounts.iter().map(|(s, t)| mount(s, t, harness)).collect();
-    let covered: Vec<String> = mounts.iter().filter_map(|m| m.target.clone()).collect();
-    mounts.extend(declared.iter().filter(|p| !covered.contains(p)).map(|p| anonymous(p, harness)));
-    let mut labels = spec.labels.clone();
-    labels.extend(harness.clone());
+) -> Result<ContainerCreateBody> {
     let networking_config = spec.network.as_ref().map(|net| NetworkingConfig {
         endpoints_config: Some(HashMap::from([(
             net.clone(),
             EndpointSettings { aliases: Some(spec.aliases.clone()), ..Default::default() },
         )])),
     });
-    ContainerCreateBody {
+    let mut body = ContainerCreateBody {
         image: Some(image),
         cmd: spec.cmd.clone(),
         entrypoint: spec.entrypoint.clone(),
         env: (!spec.env.is_empty()).then(|| spec.env.clone()),
-        labels: Some(labels),
+        labels: Some(spec.labels.clone()),
         user: spec.user.clone(),
         working_dir: spec.workdir.clone(),
         exposed_ports: ports::exposed(&spec.ports),
         healthcheck: spec.healthcheck.clone(),
         host_config: Some(HostConfig {
-            mounts: (!mounts.is_empty()).then_some(mounts),
             network_mode: spec.network.clone(),
             port_bindings: ports::bindings(&spec.ports),
             ..Default::default()
         }),
         networking_config,
         ..Default::default()
+    };
+    spec.options.apply(&mut body);
+    spec.options.run_hooks(&mut body);
+    seal(&mut body, spec, harness, declared)?;
+    Ok(body)
+}
+
+/// The harness's part of the body, laid on last so no escape hatch can take it away: its
+/// labels over any others on the container; the spec's mounts, with the harness's labels on
+/// any volume Docker creates for them, winning at their targets; a labelled anonymous
+/// volume for each path the image (or a hatch's `Volumes`) declares that nothing mounts;
+/// the harness's labels on any volume mount a hatch added. A `Binds` string naming a volume
+/// is refused: Docker would create that volume with no labels, and nothing would remove it.
+fn seal(
+    body: &mut ContainerCreateBody,
+    spec: &ContainerSpec,
+    harness: &HashMap<String, String>,
+    declared: &[String],
+) -> Result<()> {
+    body.labels.get_or_insert_with(HashMap::new).extend(harness.clone());
+    let host = body.host_config.get_or_insert_with(HostConfig::default);
+    if let Some(bind) = host.binds.iter().flatten().find(|b| !is_host_path(b)) {
+        return Err(Error::InvalidOption {
+            container: spec.logical.clone(),
+            option: "bind (from with_create_body)",
+            value: bind.clone(),
+            reason: "a bind string naming a volume makes Docker create that volume without the test's labels".into(),
+            help: "mount it with ContainerSpec::with_mount(name, target), or push a bollard Mount of type volume \
+                   onto host_config.mounts (it gets the labels)"
+                .into(),
+        });
     }
+    let mut mounts: Vec<Mount> = spec.mounts.iter().map(|(s, t)| mount(s, t, harness)).collect();
+    let theirs = host.mounts.take().unwrap_or_default();
+    for mut m in theirs {
+        if mounts.iter().any(|h| h.target == m.target) {
+            continue;
+        }
+        if m.typ == Some(MountType::VOLUME) {
+            let opts = m.volume_options.get_or_insert_with(Default::default);
+            opts.labels.get_or_insert_with(HashMap::new).extend(harness.clone());
+        }
+        mounts.push(m);
+    }
+    let mut anonymous_paths: Vec<String> = declared.to_vec();
+    anonymous_paths.extend(body.volumes.take().unwrap_or_default());
+    for path in anonymous_paths {
+        if !mounts.iter().any(|m| m.target.as_deref() == Some(path.as_str())) {
+            mounts.push(anonymous(&path, harness));
+        }
+    }
+    host.mounts = (!mounts.is_empty()).then_some(mounts);
+    Ok(())
 }
 
 /// Creates the container (not started). `labels` are the harness's, laid over the spec's.
@@ -121,11 +170,13 @@ pub(crate) async fn create(
     name: String,
     labels: HashMap<String, String>,
 ) -> Result<Container> {
+    spec.options.check(&spec.logical)?;
     let declared = declared_volumes(docker, &image).await;
+    let body = body(spec, image, &labels, &declared)?;
     let _pass = gate::enter(&format!("create container {name}"))?;
-    let opts = CreateContainerOptions { name: Some(name.clone()), platform: String::new() };
+    let opts = CreateContainerOptions { name: Some(name.clone()), platform: spec.options.platform() };
     let created = docker
-        .create_container(Some(opts), body(spec, image, &labels, &declared))
+        .create_container(Some(opts), body)
         .await
         .map_err(|e| Error::docker(format!("create container {name}"), e))?;
     Ok(Container::new(created.id, name))
@@ -180,7 +231,7 @@ mod tests {
         let harness = HashMap::from([("docker-harness.managed".to_string(), "true".to_string())]);
         let spec = ContainerSpec::new("db").with_mount("dh-t-1-data", "/var/lib/db");
         let declared = ["/var/lib/db".to_string(), "/cache".to_string()];
-        let mounts = body(&spec, "img".into(), &harness, &declared).host_config.unwrap().mounts.unwrap();
+        let mounts = body(&spec, "img".into(), &harness, &declared).unwrap().host_config.unwrap().mounts.unwrap();
         assert_eq!(mounts.len(), 2, "{mounts:?}");
         let cache = mounts.iter().find(|m| m.target.as_deref() == Some("/cache")).unwrap();
         assert_eq!((cache.typ, cache.source.as_deref()), (Some(MountType::VOLUME), None));
@@ -191,7 +242,51 @@ mod tests {
     fn the_container_carries_the_harness_labels_over_the_specs_own() {
         let spec = ContainerSpec::new("web").with_label("docker-harness.managed", "no").with_label("app", "x");
         let harness = HashMap::from([("docker-harness.managed".to_string(), "true".to_string())]);
-        let l = body(&spec, "img".into(), &harness, &[]).labels.unwrap();
+        let l = body(&spec, "img".into(), &harness, &[]).unwrap().labels.unwrap();
         assert_eq!((l["docker-harness.managed"].as_str(), l["app"].as_str()), ("true", "x"));
+    }
+
+    #[test]
+    fn an_escape_hatch_that_clears_labels_and_mounts_still_yields_the_harness_ones() {
+        let harness = HashMap::from([("docker-harness.managed".to_string(), "true".to_string())]);
+        let spec = ContainerSpec::new("app").with_mount("dh-t-1-data", "/data").with_create_body(|b| {
+            b.labels = None;
+            b.host_config = Some(HostConfig { oom_score_adj: Some(500), ..Default::default() });
+            b.volumes = Some(vec!["/cache".into()]);
+        });
+        let b = body(&spec, "img".into(), &harness, &[]).unwrap();
+        assert_eq!(b.labels.unwrap()["docker-harness.managed"], "true");
+        let host = b.host_config.unwrap();
+        assert_eq!(host.oom_score_adj, Some(500), "the hatch's own setting stays");
+        let mounts = host.mounts.unwrap();
+        let targets: Vec<_> = mounts.iter().filter_map(|m| m.target.as_deref()).collect();
+        assert_eq!(targets, ["/data", "/cache"]);
+        assert!(mounts
+            .iter()
+            .all(|m| m.volume_options.as_ref().and_then(|o| o.labels.clone()) == Some(harness.clone())));
+    }
+
+    #[test]
+    fn a_volume_a_hatch_mounts_is_labelled_and_a_bind_naming_one_refused() {
+        let harness = HashMap::from([("docker-harness.managed".to_string(), "true".to_string())]);
+        let spec = ContainerSpec::new("app").with_create_body(|b| {
+            let host = b.host_config.get_or_insert_with(Default::default);
+            host.mounts = Some(vec![Mount {
+                target: Some("/v".into()),
+                source: Some("extra".into()),
+                typ: Some(MountType::VOLUME),
+                ..Default::default()
+            }]);
+            host.binds = Some(vec!["/srv:/srv:ro".into()]);
+        });
+        let mounts = body(&spec, "img".into(), &harness, &[]).unwrap().host_config.unwrap().mounts.unwrap();
+        assert_eq!(mounts[0].volume_options.as_ref().and_then(|o| o.labels.clone()), Some(harness.clone()));
+        let spec = spec.with_create_body(|b| {
+            b.host_config.get_or_insert_with(Default::default).binds = Some(vec!["cache:/c".into()]);
+        });
+        match body(&spec, "img".into(), &harness, &[]) {
+            Err(Error::InvalidOption { value, .. }) => assert_eq!(value, "cache:/c"),
+            other => panic!("expected the bind to be refused, got {other:?}"),
+        }
     }
 }

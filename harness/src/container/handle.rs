@@ -5,13 +5,15 @@
 use std::fmt;
 use std::future::Future;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use bollard::models::ContainerInspectResponse;
-use bollard::query_parameters::{InspectContainerOptions, StartContainerOptions};
+use bollard::query_parameters::InspectContainerOptions;
 use bollard::Docker;
 
-use super::exec::{self, ExecOutput};
+use super::exec::{self, ExecOutput, ExecSpec};
 use super::files::{self, FileSource, FileSpec};
+use super::lifecycle;
 use super::logs::{self, Logs};
 use super::ports;
 use super::wait::{poll, WaitFor};
@@ -59,17 +61,120 @@ impl Container {
         blocking::run(async move { work(docker::client().await?, me).await }).await
     }
 
-    /// Starts a container created with [`ContainerSpec::created_only`](crate::ContainerSpec::created_only).
+    /// Starts the container: one created with
+    /// [`ContainerSpec::created_only`](crate::ContainerSpec::created_only), or one stopped.
+    /// Starting a running container does nothing.
     ///
     /// # Errors
     /// [`Error::Docker`] when Docker refuses.
     pub async fn start(&self) -> Result<()> {
-        self.call(|d, c| async move {
-            d.start_container(&c.id, None::<StartContainerOptions>)
-                .await
-                .map_err(|e| Error::docker(format!("start container {}", c.name), e))
-        })
-        .await
+        self.call(|d, c| async move { lifecycle::start(&d, &c.id, &c.name).await }).await
+    }
+
+    /// Stops the container: its stop signal (SIGTERM unless
+    /// [`with_stop_signal`](crate::ContainerSpec::with_stop_signal) said otherwise), then
+    /// SIGKILL once `timeout` has passed (whole seconds, rounded up). Stopping a stopped
+    /// container does nothing.
+    ///
+    /// # Errors
+    /// [`Error::Docker`] when Docker refuses.
+    ///
+    /// # Example
+    /// ```no_run
+    /// # use std::time::Duration;
+    /// # use docker_harness::ContainerGuard;
+    /// # async fn f(db: ContainerGuard) -> docker_harness::Result<()> {
+    /// db.kill("SIGUSR1").await?; // e.g. "reload your configuration"
+    /// db.pause().await?;
+    /// db.unpause().await?;
+    /// db.stop(Duration::from_secs(5)).await?;
+    /// db.start().await?;
+    /// db.restart(Duration::from_secs(5)).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn stop(&self, timeout: Duration) -> Result<()> {
+        self.call(move |d, c| async move { lifecycle::stop(&d, &c.id, &c.name, timeout).await }).await
+    }
+
+    /// Stops the container as [`stop`](Self::stop) does and starts it again.
+    ///
+    /// # Errors
+    /// [`Error::Docker`] when Docker refuses.
+    pub async fn restart(&self, timeout: Duration) -> Result<()> {
+        self.call(move |d, c| async move { lifecycle::restart(&d, &c.id, &c.name, timeout).await }).await
+    }
+
+    /// Sends a signal to the container's main process: a name (`SIGUSR1`, `usr1`) or a
+    /// number. The process may handle it and keep running.
+    ///
+    /// # Errors
+    /// [`Error::InvalidOption`] for a signal Linux does not have; [`Error::Docker`] when
+    /// Docker refuses (409 when the container is not running).
+    pub async fn kill(&self, signal: &str) -> Result<()> {
+        let signal = signal.to_string();
+        self.call(|d, c| async move { lifecycle::kill(&d, &c.id, &c.name, &signal).await }).await
+    }
+
+    /// Freezes every process of the container (the cgroup freezer) until
+    /// [`unpause`](Self::unpause); execs are refused meanwhile.
+    ///
+    /// # Errors
+    /// [`Error::Docker`] when Docker refuses (e.g. it is not running, or already paused).
+    pub async fn pause(&self) -> Result<()> {
+        self.call(|d, c| async move { lifecycle::pause(&d, &c.id, &c.name).await }).await
+    }
+
+    /// Thaws a paused container.
+    ///
+    /// # Errors
+    /// [`Error::Docker`] when Docker refuses (e.g. it is not paused).
+    pub async fn unpause(&self) -> Result<()> {
+        self.call(|d, c| async move { lifecycle::unpause(&d, &c.id, &c.name).await }).await
+    }
+
+    /// Attaches the (created or running) container to a network of the context, where
+    /// peers reach it by its Docker name and by each of `aliases`.
+    ///
+    /// # Errors
+    /// [`Error::Docker`] when Docker refuses (e.g. it is attached already).
+    ///
+    /// # Example
+    /// ```no_run
+    /// # use docker_harness::{ContainerGuard, NetworkGuard};
+    /// # async fn f(db: ContainerGuard, net: NetworkGuard) -> docker_harness::Result<()> {
+    /// db.connect(&net, &["db"]).await?;
+    /// db.disconnect(&net).await?; // a network partition, for a resilience test
+    /// # Ok(()) }
+    /// ```
+    pub async fn connect(&self, network: &NetworkGuard, aliases: &[&str]) -> Result<()> {
+        self.connect_named(network.name(), aliases).await
+    }
+
+    /// Attaches the container to a network given by name, as [`connect`](Self::connect).
+    ///
+    /// # Errors
+    /// As [`connect`](Self::connect).
+    pub async fn connect_named(&self, network: &str, aliases: &[&str]) -> Result<()> {
+        let network = network.to_string();
+        let aliases: Vec<String> = aliases.iter().map(|a| (*a).to_string()).collect();
+        self.call(|d, c| async move { lifecycle::connect(&d, &c.id, &c.name, &network, aliases).await }).await
+    }
+
+    /// Detaches the container from a network of the context.
+    ///
+    /// # Errors
+    /// [`Error::Docker`] when Docker refuses (e.g. it is not attached).
+    pub async fn disconnect(&self, network: &NetworkGuard) -> Result<()> {
+        self.disconnect_named(network.name()).await
+    }
+
+    /// Detaches the container from a network given by name.
+    ///
+    /// # Errors
+    /// As [`disconnect`](Self::disconnect).
+    pub async fn disconnect_named(&self, network: &str) -> Result<()> {
+        let network = network.to_string();
+        self.call(|d, c| async move { lifecycle::disconnect(&d, &c.id, &c.name, &network).await }).await
     }
 
     /// Runs a command in the container and captures its output and exit code.
@@ -82,8 +187,31 @@ impl Container {
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        let cmd: Vec<String> = cmd.into_iter().map(Into::into).collect();
-        self.call(|d, c| async move { exec::exec(&d, &c.id, &c.name, cmd).await }).await
+        self.exec_with(ExecSpec::new(cmd)).await
+    }
+
+    /// Runs a command as `spec` says (environment, user, working directory, stdin, timeout)
+    /// and captures its output and exit code.
+    ///
+    /// # Errors
+    /// As [`exec`](Self::exec); [`Error::ExecTimeout`] (naming the container and the
+    /// command) when it has not ended within the spec's timeout.
+    ///
+    /// # Example
+    /// ```no_run
+    /// # use std::time::Duration;
+    /// # use docker_harness::{ContainerGuard, Error, ExecSpec};
+    /// # async fn f(app: ContainerGuard) -> docker_harness::Result<()> {
+    /// let out = app
+    ///     .exec_with(ExecSpec::new(["sh", "-c", "wc -l"]).with_stdin(b"a\nb\n".to_vec()).with_user("1000"))
+    ///     .await?;
+    /// assert_eq!(out.stdout.trim(), "2");
+    /// let hung = app.exec_with(ExecSpec::new(["sleep", "60"]).with_timeout(Duration::from_secs(1))).await;
+    /// assert!(matches!(hung, Err(Error::ExecTimeout { .. })));
+    /// # Ok(()) }
+    /// ```
+    pub async fn exec_with(&self, spec: ExecSpec) -> Result<ExecOutput> {
+        self.call(|d, c| async move { exec::exec(&d, &c.id, &c.name, spec).await }).await
     }
 
     /// Reads everything the container has logged so far, as it was written.

@@ -2,39 +2,42 @@
 //! logs, inspect, ports, waits, copies), and the guard that adds the duty to remove it.
 //!
 //! Inside, each concern is a leaf that takes a client, an ID and a name (`exec`, `logs`,
-//! `files`, `ports`, `wait`); `handle` puts them behind one type on the harness runtime;
-//! `create` is the one launch path, for a test's containers and shared ones alike. This
-//! module re-exports the leaves but uses nothing of `create`, which builds on it.
+//! `files`, `ports`, `wait`, `lifecycle`); `handle` puts them behind one type on the harness
+//! runtime; `options` (with `checks`) holds the options a spec sets on Docker's create
+//! body; `guard` adds the removal duty; `create` is the one launch path, for a test's
+//! containers and shared ones alike. This module re-exports the leaves but uses nothing of
+//! `create`, which builds on it.
 
+mod checks;
 pub(crate) mod create;
 mod exec;
 mod files;
+mod guard;
 mod handle;
+mod lifecycle;
 mod logs;
+mod options;
 mod ports;
 mod wait;
 
 use std::collections::HashMap;
-use std::fmt;
-use std::ops::Deref;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bollard::models::HealthConfig;
+use bollard::models::{ContainerCreateBody, HealthConfig};
 
-pub use exec::ExecOutput;
+pub use exec::{ExecOutput, ExecSpec};
 pub use files::FileSource;
+pub use guard::ContainerGuard;
 pub use handle::Container;
 pub use logs::{LogStream, Logs};
 pub use wait::{WaitFor, DEFAULT_WAIT_TIMEOUT};
 
-use crate::guard::{guard_methods, Armed};
 use crate::naming;
 use crate::network::NetworkGuard;
-use crate::resource::{Kind, Resource};
-use crate::scope::Scope;
 use crate::volume::VolumeGuard;
+use options::{Hook, Options, Ulimit};
 
 /// What container to create. Without [`with_image`](Self::with_image) it runs the session
 /// image (`alpine:3.19.1` unless `DOCKER_HARNESS_IMAGE` says otherwise).
@@ -66,6 +69,7 @@ pub struct ContainerSpec {
     files: Vec<files::FileSpec>,
     healthcheck: Option<HealthConfig>,
     waits: Vec<WaitFor>,
+    options: Options,
 }
 
 impl ContainerSpec {
@@ -89,6 +93,7 @@ impl ContainerSpec {
             files: Vec::new(),
             healthcheck: None,
             waits: Vec::new(),
+            options: Options::default(),
         }
     }
 
@@ -231,55 +236,129 @@ impl ContainerSpec {
         });
         self
     }
+
+    fn option(mut self, set: impl FnOnce(&mut Options)) -> Self {
+        set(&mut self.options);
+        self
+    }
+
+    /// A memory limit in bytes (`--memory`; at least 6 MiB, as Docker requires).
+    pub fn with_memory_limit(self, bytes: u64) -> Self {
+        self.option(|o| o.memory = Some(bytes))
+    }
+
+    /// A CPU limit in CPUs, e.g. `0.5` (`--cpus`: a CFS quota of that share of each period).
+    pub fn with_cpus(self, cpus: f64) -> Self {
+        self.option(|o| o.cpus = Some(cpus))
+    }
+
+    /// A relative CPU weight, 2 to 262144 (`--cpu-shares`; Docker's default is 1024).
+    pub fn with_cpu_shares(self, shares: u32) -> Self {
+        self.option(|o| o.cpu_shares = Some(shares))
+    }
+
+    /// At most this many processes and threads at once (`--pids-limit`).
+    pub fn with_pids_limit(self, limit: u32) -> Self {
+        self.option(|o| o.pids = Some(limit))
+    }
+
+    /// Adds a capability (`NET_ADMIN` or `CAP_NET_ADMIN`, any case; `ALL` for every one).
+    pub fn with_cap_add(self, cap: impl Into<String>) -> Self {
+        self.option(|o| o.cap_add.push(cap.into()))
+    }
+
+    /// Drops a capability (as [`with_cap_add`](Self::with_cap_add) names them).
+    pub fn with_cap_drop(self, cap: impl Into<String>) -> Self {
+        self.option(|o| o.cap_drop.push(cap.into()))
+    }
+
+    /// Runs the container privileged: every capability, every device (`--privileged`).
+    pub fn with_privileged(self, privileged: bool) -> Self {
+        self.option(|o| o.privileged = Some(privileged))
+    }
+
+    /// Mounts the root filesystem read-only (`--read-only`); pair it with tmpfs mounts.
+    pub fn with_read_only_root(self, read_only: bool) -> Self {
+        self.option(|o| o.read_only = Some(read_only))
+    }
+
+    /// A tmpfs at the absolute path `target`, with mount options such as `size=64m,mode=1777`
+    /// (`""` for the defaults), as `--tmpfs target:options`.
+    pub fn with_tmpfs(self, target: impl Into<String>, options: impl Into<String>) -> Self {
+        self.option(|o| o.tmpfs.push((target.into(), options.into())))
+    }
+
+    /// A resource limit by Docker's name for it (`nofile`, `nproc`, `core`, `memlock`, …),
+    /// soft and hard (`--ulimit nofile=soft:hard`).
+    pub fn with_ulimit(self, name: impl Into<String>, soft: u64, hard: u64) -> Self {
+        self.option(|o| o.ulimits.push(Ulimit { name: name.into(), soft, hard }))
+    }
+
+    /// The size of `/dev/shm` in bytes (`--shm-size`; Docker's default is 64 MiB).
+    pub fn with_shm_size(self, bytes: u64) -> Self {
+        self.option(|o| o.shm = Some(bytes))
+    }
+
+    /// A security option, e.g. `seccomp=unconfined` or `apparmor=unconfined` (`--security-opt`).
+    pub fn with_security_opt(self, opt: impl Into<String>) -> Self {
+        self.option(|o| o.security.push(opt.into()))
+    }
+
+    /// No process of the container can gain privileges (setuid, file capabilities):
+    /// the security option `no-new-privileges`.
+    pub fn with_no_new_privileges(self) -> Self {
+        self.with_security_opt("no-new-privileges")
+    }
+
+    /// Runs an init process as PID 1 (`--init`) that forwards signals and reaps zombies.
+    pub fn with_init(self, init: bool) -> Self {
+        self.option(|o| o.init = Some(init))
+    }
+
+    /// The container's host name (`--hostname`; Docker's default is the short ID).
+    pub fn with_hostname(self, hostname: impl Into<String>) -> Self {
+        self.option(|o| o.hostname = Some(hostname.into()))
+    }
+
+    /// A line `ip host` in the container's `/etc/hosts` (`--add-host host:ip`); `ip` may be
+    /// `host-gateway`, the host as the container reaches it.
+    pub fn with_extra_host(self, host: impl Into<String>, ip: impl Into<String>) -> Self {
+        self.option(|o| o.extra_hosts.push((host.into(), ip.into())))
+    }
+
+    /// The signal a stop sends first (`--stop-signal`), e.g. `SIGUSR1`, `INT` or `15`.
+    pub fn with_stop_signal(self, signal: impl Into<String>) -> Self {
+        self.option(|o| o.stop_signal = Some(signal.into()))
+    }
+
+    /// The platform to create the container for (`--platform`, e.g. `linux/arm64`): the
+    /// image must be present for it.
+    pub fn with_platform(self, platform: impl Into<String>) -> Self {
+        self.option(|o| o.platform = Some(platform.into()))
+    }
+
+    /// The escape hatch for anything else Docker has: `edit` gets bollard's create body
+    /// (and its `host_config`) just before it is sent, after every other option. The
+    /// harness's labels and mounts are laid on after it, so it cannot take them away; a
+    /// volume mount it adds gets the harness's labels too, and a `Binds` string naming a
+    /// volume is refused (Docker would create that volume unlabelled). Several calls run in
+    /// order.
+    ///
+    /// ```
+    /// use docker_harness::ContainerSpec;
+    /// let spec = ContainerSpec::new("app").with_create_body(|body| {
+    ///     let host = body.host_config.get_or_insert_with(Default::default);
+    ///     host.oom_score_adj = Some(500);
+    /// });
+    /// # let _ = spec;
+    /// ```
+    pub fn with_create_body(self, edit: impl Fn(&mut ContainerCreateBody) + Send + Sync + 'static) -> Self {
+        self.option(|o| o.hooks.push(Hook(Arc::new(edit))))
+    }
 }
 
 fn strings(items: impl IntoIterator<Item = impl Into<String>>) -> Vec<String> {
     items.into_iter().map(Into::into).collect()
-}
-
-/// A container that is removed (with force, and with its anonymous volumes) when the guard
-/// drops. Everything else it does is its [`Container`] handle's, which it dereferences to:
-/// `guard.exec(..)`, `guard.logs()`, `guard.host_port(..)`.
-///
-/// # Resource leaking
-/// As for [`crate::TestContext`]: a killed process cannot run Drop; the sweep covers it.
-pub struct ContainerGuard {
-    container: Container,
-    armed: Armed,
-    logical: String,
-}
-
-impl fmt::Debug for ContainerGuard {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ContainerGuard")
-            .field("name", &self.container.name())
-            .field("id", &self.container.id())
-            .finish()
-    }
-}
-
-impl Deref for ContainerGuard {
-    type Target = Container;
-
-    fn deref(&self) -> &Container {
-        &self.container
-    }
-}
-
-impl ContainerGuard {
-    /// Tracks a created container in its scope and arms removal on Drop.
-    fn new(container: Container, scope: Arc<Scope>, logical: &str) -> ContainerGuard {
-        let res = Resource::new(Kind::Container, container.id(), container.name());
-        ContainerGuard { armed: Armed::new(res, scope), container, logical: logical.to_string() }
-    }
-
-    /// A handle to the container that can be cloned and moved into other tasks; it does not
-    /// keep the container alive (the guard, or the context's teardown, removes it).
-    pub fn container(&self) -> &Container {
-        &self.container
-    }
-
-    guard_methods!("container", " (with force, and with its anonymous volumes)", "");
 }
 
 #[cfg(test)]

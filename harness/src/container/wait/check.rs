@@ -5,8 +5,9 @@ use bollard::query_parameters::InspectContainerOptions;
 use bollard::Docker;
 
 use super::{probe, Strategy, WaitFor};
+use crate::container::exec::{self, ExecSpec};
 use crate::container::logs::{self, LogStream};
-use crate::container::{exec, ports};
+use crate::container::ports;
 use crate::engine;
 use crate::error::{Error, Result};
 
@@ -118,7 +119,7 @@ pub(super) async fn check(docker: &Docker, id: &str, name: &str, wait: &WaitFor,
             if seen.exited() {
                 return Ok(Check::NotYet("the container has exited".into()));
             }
-            match exec::exec(docker, id, name, cmd.clone()).await {
+            match exec::exec(docker, id, name, ExecSpec::new(cmd.clone())).await {
                 Ok(out) if out.success() => Ok(Check::Ready),
                 Ok(out) => Ok(Check::NotYet(format!(
                     "exit code {}{}",
@@ -137,7 +138,7 @@ pub(super) async fn check(docker: &Docker, id: &str, name: &str, wait: &WaitFor,
             let probe = format!(
                 "nc -z -w 2 127.0.0.1 {port} 2>/dev/null || nc -w 2 127.0.0.1 {port} </dev/null >/dev/null 2>&1"
             );
-            match exec::exec(docker, id, name, vec!["sh".into(), "-c".into(), probe]).await {
+            match exec::exec(docker, id, name, ExecSpec::new(["sh".to_string(), "-c".to_string(), probe])).await {
                 Ok(out) if out.success() => Ok(Check::Ready),
                 Ok(out) => Ok(Check::NotYet(format!("nc in the container exited with {}", out.exit_code))),
                 Err(e) => Ok(Check::NotYet(e.to_string())),
