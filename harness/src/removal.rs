@@ -44,7 +44,8 @@ pub(crate) async fn remove(docker: &Docker, kind: Kind, id: &str, name: &str) ->
         };
         match attempt {
             Ok(()) => {}
-            Err(e) if is_404(&e) => {}
+            // The answer already says it is gone: no inspect to confirm it.
+            Err(e) if is_404(&e) => return Ok(()),
             // 409 (in use / removal in progress) and 403/500 (network with active endpoints)
             // settle once the containers that hold them are gone.
             Err(e) if matches!(status_of(&e), Some(409 | 403 | 500)) && started.elapsed() < SETTLE => {
