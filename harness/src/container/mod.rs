@@ -9,6 +9,7 @@
 pub(crate) mod create;
 mod exec;
 mod files;
+mod follow;
 mod handle;
 mod logs;
 mod ports;
@@ -26,7 +27,8 @@ use bollard::models::HealthConfig;
 pub use exec::ExecOutput;
 pub use files::FileSource;
 pub use handle::Container;
-pub use logs::{LogStream, Logs};
+pub(crate) use logs::last_words;
+pub use logs::{LogLine, LogStream, Logs};
 pub use wait::{WaitFor, DEFAULT_WAIT_TIMEOUT};
 
 use crate::guard::{guard_methods, Armed};
@@ -66,6 +68,7 @@ pub struct ContainerSpec {
     files: Vec<files::FileSpec>,
     healthcheck: Option<HealthConfig>,
     waits: Vec<WaitFor>,
+    consumers: Vec<follow::Consumer>,
 }
 
 impl ContainerSpec {
@@ -89,6 +92,7 @@ impl ContainerSpec {
             files: Vec::new(),
             healthcheck: None,
             waits: Vec::new(),
+            consumers: Vec::new(),
         }
     }
 
@@ -229,6 +233,52 @@ impl ContainerSpec {
             start_period: Some(0),
             ..Default::default()
         });
+        self
+    }
+}
+
+impl ContainerSpec {
+    /// Streams the container's output into the test's stderr as it happens, each line
+    /// prefixed with the logical name: `[web] listening`, `[web:stderr] warning`. Its last
+    /// lines are read before the container is removed, so none is lost.
+    ///
+    /// ```no_run
+    /// # use docker_harness::{ContainerSpec, TestContext};
+    /// # async fn f(ctx: TestContext) -> docker_harness::Result<()> {
+    /// let web = ctx.container(ContainerSpec::new("web").with_cmd(["httpd", "-f"]).with_follow_logs()).await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn with_follow_logs(mut self) -> Self {
+        self.consumers.push(follow::Consumer::stderr(&self.logical));
+        self
+    }
+
+    /// Hands every line of the container's output to `consumer` as it happens (as
+    /// testcontainers' log consumers do), from its first line to its last, which is read
+    /// before the container is removed. It runs on the harness's threads: keep it short,
+    /// and send lines elsewhere through a channel or a `Mutex`. A consumer that panics gets
+    /// no more lines. Not for [`shared_container`](crate::shared_container)s, which outlive
+    /// the test.
+    ///
+    /// ```no_run
+    /// # use docker_harness::{ContainerSpec, LogStream, TestContext, WaitFor};
+    /// # async fn f(ctx: TestContext) -> docker_harness::Result<()> {
+    /// let (tx, rx) = std::sync::mpsc::channel();
+    /// let spec = ContainerSpec::new("job")
+    ///     .with_cmd(["sh", "-c", "echo started; echo oops >&2"])
+    ///     .with_wait(WaitFor::exit_code(0))
+    ///     .with_log_consumer(move |line| {
+    ///         if line.stream == LogStream::Stderr {
+    ///             let _ = tx.send(line.text.clone());
+    ///         }
+    ///     });
+    /// let job = ctx.container(spec).await?;
+    /// job.remove().await?; // its follower is drained first
+    /// assert_eq!(rx.try_iter().collect::<Vec<_>>(), ["oops"]);
+    /// # Ok(()) }
+    /// ```
+    pub fn with_log_consumer(mut self, consumer: impl Fn(&LogLine) + Send + Sync + 'static) -> Self {
+        self.consumers.push(follow::Consumer::callback(consumer));
         self
     }
 }
