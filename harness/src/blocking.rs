@@ -73,6 +73,44 @@ where
     }
 }
 
+/// Runs a future to completion from synchronous code, such as a plain `#[test]`: the
+/// async API from a test with no runtime of its own.
+///
+/// The future runs on a small runtime made for the call (as `#[tokio::test]` makes one),
+/// so it can use tokio's timers, tasks and sockets; every Docker call in it runs on the
+/// harness's own runtime whatever happens to this one, and guards or a context dropped
+/// inside it or after it clean up as anywhere else.
+///
+/// ```no_run
+/// use docker_harness::{ContainerSpec, TestContext};
+///
+/// #[test]
+/// fn greets() -> anyhow::Result<()> {
+///     docker_harness::block_on(async {
+///         let ctx = TestContext::new()?;
+///         let c = ctx.container(ContainerSpec::new("app").with_cmd(["sleep", "3600"])).await?;
+///         assert_eq!(c.exec(["echo", "hi"]).await?.stdout, "hi\n");
+///         Ok(())
+///     })
+/// }
+/// ```
+///
+/// # Panics
+/// When called from async code (inside a runtime, where blocking the thread would stall
+/// it): await the future there instead. And, as `#[tokio::test]` would, when the
+/// system refuses a thread's resources for the runtime.
+pub fn block_on<F: Future>(fut: F) -> F::Output {
+    assert!(
+        Handle::try_current().is_err(),
+        "docker_harness::block_on is for synchronous code (a plain #[test]); inside a runtime, `.await` the future"
+    );
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap_or_else(|e| panic!("docker-harness: cannot start a runtime for block_on: {e}"));
+    runtime.block_on(fut)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -107,6 +145,22 @@ mod tests {
         let started = std::time::Instant::now();
         assert_eq!(wait(slow, Duration::from_millis(100)), None);
         assert!(started.elapsed() < Duration::from_secs(5));
+    }
+
+    #[test]
+    fn block_on_runs_a_future_with_timers_from_a_plain_thread() {
+        assert_eq!(block_on(async { run(answer()).await + answer().await }), 84);
+    }
+
+    #[tokio::test]
+    async fn block_on_inside_a_runtime_says_to_await_instead() {
+        let refused = std::panic::catch_unwind(|| block_on(answer())).unwrap_err();
+        let text = refused
+            .downcast_ref::<&str>()
+            .map(ToString::to_string)
+            .or_else(|| refused.downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        assert!(text.contains(".await"), "{text}");
     }
 
     #[test]

@@ -53,6 +53,18 @@ pub enum KeepPolicy {
     Always,
 }
 
+/// When a context prints its containers' last log lines on stderr (`DOCKER_HARNESS_LOGS`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum LogPolicy {
+    /// When the test failed: its thread is panicking, or it returned `Err` through
+    /// [`TestContext::run`](crate::TestContext::run) (the default).
+    OnFailure,
+    /// After every test, passed or failed.
+    Always,
+    /// Never.
+    Never,
+}
+
 /// What the pre-test check does with orphans (`DOCKER_HARNESS_PREFLIGHT`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum PreflightPolicy {
@@ -74,7 +86,15 @@ pub(crate) struct Settings {
     pub(crate) preflight: PreflightPolicy,
     /// How long a resource of another host is presumed in use (its `expires` label).
     pub(crate) ttl: Duration,
+    /// When a context prints its containers' last log lines.
+    pub(crate) logs: LogPolicy,
+    /// How many of a container's last log lines it prints.
+    pub(crate) log_lines: usize,
 }
+
+/// How many log lines a failed test shows of each container unless
+/// `DOCKER_HARNESS_LOG_LINES` says otherwise.
+pub(crate) const DEFAULT_LOG_LINES: usize = 50;
 
 type EnvError = (&'static str, String, &'static str);
 
@@ -97,6 +117,12 @@ impl Settings {
                 .unwrap_or(PreflightPolicy::Clean),
             ttl: parse(env, "DOCKER_HARNESS_TTL", "a number of seconds", parse_secs)?
                 .unwrap_or(Duration::from_secs(3600)),
+            logs: choice(env, "DOCKER_HARNESS_LOGS", "on-failure, always or never", LOG_NAMES)?
+                .unwrap_or(LogPolicy::OnFailure),
+            log_lines: parse(env, "DOCKER_HARNESS_LOG_LINES", "a whole number of lines, at least 1", |v| {
+                v.parse::<usize>().ok().filter(|n| *n > 0)
+            })?
+            .unwrap_or(DEFAULT_LOG_LINES),
         })
     }
 }
@@ -120,6 +146,8 @@ const PULL_NAMES: [(&str, PullPolicy); 3] =
     [("missing", PullPolicy::Missing), ("always", PullPolicy::Always), ("never", PullPolicy::Never)];
 const KEEP_NAMES: [(&str, KeepPolicy); 3] =
     [("never", KeepPolicy::Never), ("on-failure", KeepPolicy::OnFailure), ("always", KeepPolicy::Always)];
+const LOG_NAMES: [(&str, LogPolicy); 3] =
+    [("on-failure", LogPolicy::OnFailure), ("always", LogPolicy::Always), ("never", LogPolicy::Never)];
 const PREFLIGHT_NAMES: [(&str, PreflightPolicy); 3] =
     [("clean", PreflightPolicy::Clean), ("fail", PreflightPolicy::Fail), ("warn", PreflightPolicy::Warn)];
 
@@ -170,6 +198,7 @@ mod tests {
         assert_eq!(s.preflight, PreflightPolicy::Clean);
         assert_eq!(s.mirror, None);
         assert_eq!(s.keep_ttl, Duration::from_secs(86400));
+        assert_eq!((s.logs, s.log_lines), (LogPolicy::OnFailure, 50));
     }
 
     #[test]
@@ -181,8 +210,11 @@ mod tests {
             ("DOCKER_HARNESS_KEEP_TTL", "60"),
             ("DOCKER_HARNESS_PREFLIGHT", "fail"),
             ("DOCKER_HARNESS_REGISTRY_MIRROR", "127.0.0.1:5055/"),
+            ("DOCKER_HARNESS_LOGS", "always"),
+            ("DOCKER_HARNESS_LOG_LINES", " 200 "),
         ])
         .unwrap();
+        assert_eq!((s.logs, s.log_lines), (LogPolicy::Always, 200));
         assert_eq!(s.image, "busybox:1");
         assert_eq!(s.pull, PullPolicy::Never);
         assert_eq!(s.keep, KeepPolicy::OnFailure);
@@ -205,6 +237,25 @@ mod tests {
         assert!(from(&[("DOCKER_HARNESS_REGISTRY_MIRROR", "http://mirror:5000")]).is_err());
         assert!(from(&[("DOCKER_HARNESS_REGISTRY_MIRROR", "mirror:port")]).is_err());
         assert!(from(&[("DOCKER_HARNESS_REGISTRY_MIRROR", "mirror.local")]).is_ok());
+    }
+
+    #[test]
+    fn a_log_policy_is_one_of_three_words_and_a_line_count_a_positive_number() {
+        assert_eq!(from(&[("DOCKER_HARNESS_LOGS", "never")]).unwrap().logs, LogPolicy::Never);
+        let (var, value, expected) = from(&[("DOCKER_HARNESS_LOGS", "on_failure")]).unwrap_err();
+        assert_eq!((var, value.as_str()), ("DOCKER_HARNESS_LOGS", "on_failure"));
+        assert_eq!(expected, "on-failure, always or never");
+        for bad in ["0", "-3", "fifty", "1.5"] {
+            let pairs = [("DOCKER_HARNESS_LOG_LINES", bad)];
+            let env: HashMap<&str, &str> = pairs.into_iter().collect();
+            let (var, value, expected) = Settings::from_env(&env).unwrap_err();
+            assert_eq!((var, value.as_str()), ("DOCKER_HARNESS_LOG_LINES", bad));
+            let text = Error::InvalidEnv { var, value, expected }.to_string();
+            assert!(
+                text.contains("at least 1") && text.contains("help: fix or unset DOCKER_HARNESS_LOG_LINES"),
+                "{text}"
+            );
+        }
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,7 +19,7 @@ use crate::network::{self, NetworkGuard, NetworkSpec};
 use crate::resource::Resource;
 use crate::scope::{self, Scope};
 use crate::volume::{self, VolumeGuard, VolumeSpec};
-use crate::{blocking, seed, session, signals, sweep, watcher};
+use crate::{blocking, farewell, seed, session, signals, sweep, watcher};
 
 /// How long `Drop` may spend removing a context's leftovers before it gives up and reports.
 const DROP_LIMIT: Duration = Duration::from_secs(30);
@@ -92,7 +93,7 @@ impl TestContext {
     /// # Errors
     /// As [`TestContext::new`].
     pub fn named(test_name: &str) -> Result<TestContext> {
-        let scope = Scope::new(test_name, session::current()?, config::settings()?);
+        let scope = Scope::new(test_name, session::current()?, config::settings()?, Some(container::last_words));
         signals::install();
         Ok(TestContext { scope: Arc::new(scope), prepared: OnceCell::new(), image: OnceCell::new() })
     }
@@ -107,14 +108,18 @@ impl TestContext {
         &self.scope.test_name
     }
 
-    /// The prefix of every Docker name this context makes: `dh-<test>-<short task id>`.
-    /// Resources whose names start with it are removed at teardown, whoever created them.
+    /// The prefix of every Docker name this context makes: `dh-<test>-<short task id>`,
+    /// without a trailing separator: the context's own names are `<prefix>-<logical>`
+    /// ([`name_for`](Self::name_for) makes one). Resources whose names start with it are
+    /// removed at teardown, whoever created them; a program under test that names its
+    /// resources `<prefix>-<anything>` keeps the shape.
     pub fn prefix(&self) -> &str {
         self.scope.mark_used();
         &self.scope.prefix
     }
 
-    /// The Docker name this context gives to a resource with this logical name.
+    /// The Docker name this context gives to a resource with this logical name:
+    /// `<prefix>-<logical>`, the logical name cleaned and cut to fit when it has to be.
     pub fn name_for(&self, logical: &str) -> String {
         self.scope.name_for(logical)
     }
@@ -266,6 +271,37 @@ impl TestContext {
         Ok(self.image.get_or_try_init(image::session_image_checked).await?.reference.clone())
     }
 
+    /// Runs the test's body and marks the test failed when it returns `Err`, which no Drop
+    /// can see: a failed test's containers then show their last log lines on stderr
+    /// (`DOCKER_HARNESS_LOGS`, by default `on-failure`), as they do when it panics. A
+    /// container whose guard drops inside the body has its lines read before it goes, and
+    /// shown only if the body fails. The result is handed back unchanged.
+    ///
+    /// ```no_run
+    /// use docker_harness::{ctx, ContainerSpec, TestContext};
+    /// use rstest::rstest;
+    ///
+    /// #[rstest]
+    /// #[tokio::test]
+    /// async fn the_worker_answers(ctx: TestContext) -> anyhow::Result<()> {
+    ///     ctx.run(async {
+    ///         let worker = ctx.container(ContainerSpec::new("worker").with_cmd(["sleep", "3600"])).await?;
+    ///         anyhow::ensure!(worker.exec(["true"]).await?.exit_code == 0, "the worker is not well");
+    ///         Ok(())
+    ///     })
+    ///     .await
+    /// }
+    /// ```
+    ///
+    /// # Errors
+    /// The body's own.
+    pub async fn run<T, E>(&self, body: impl Future<Output = std::result::Result<T, E>>) -> std::result::Result<T, E> {
+        let run = self.scope.farewell.enter_run();
+        let result = body.await;
+        run.ended(result.is_ok());
+        result
+    }
+
     /// Declares how many containers, networks and volumes at most may be created under this
     /// test's identity (by the harness, or adopted from a program under test). Teardown
     /// reports the numbers and fails when one is exceeded: [`finish`](Self::finish) returns
@@ -293,7 +329,13 @@ impl TestContext {
     /// [`Error::Cleanup`] listing each resource still there and why; then
     /// [`Error::BudgetExceeded`] with the report when the budget was exceeded.
     pub async fn finish(&self) -> Result<TeardownReport> {
-        let report = blocking::run(scope::teardown(self.scope.clone(), self.scope.keeping_now())).await?;
+        let show_logs = self.scope.farewell.shows_at_end();
+        let teardown = blocking::run(scope::teardown(self.scope.clone(), self.scope.keeping_now(), show_logs)).await;
+        let said = self.scope.farewell.take_held();
+        if show_logs {
+            farewell::print(&said);
+        }
+        let report = teardown?;
         let over = report.over_budget();
         if over.is_empty() {
             Ok(report)
@@ -338,7 +380,7 @@ impl Drop for TestContext {
         if !self.scope.has_tracked() && !self.scope.used() {
             return;
         }
-        let Some(report) = scope::teardown_bounded(self.scope.clone(), self.scope.keeping_now(), DROP_LIMIT) else {
+        let Some(report) = scope::teardown_bounded(&self.scope, self.scope.keeping_now(), DROP_LIMIT) else {
             return;
         };
         let over = report.over_budget();

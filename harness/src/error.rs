@@ -52,9 +52,14 @@ pub enum Error {
     /// Pulling an image failed.
     #[error(
         "pulling {image} (from {source_ref}) failed after {attempts} attempt(s): {message}\n  \
-         help: if no registry is reachable, serve the image from a mirror \
-         (DOCKER_HARNESS_REGISTRY_MIRROR=host:port, e.g. a registry on 127.0.0.1 holding a copy), \
-         or name an image the daemon already has in DOCKER_HARNESS_IMAGE"
+         help: where no registry can be reached, do one of these in the environment of your tests:\n    \
+         - name an image the daemon already has in DOCKER_HARNESS_IMAGE (`docker images` lists \
+         them; the harness needs `sh` and `sleep` in it);\n    \
+         - point DOCKER_HARNESS_REGISTRY_MIRROR=host:port at a registry that holds a copy \
+         (a pull-through cache, or a registry on 127.0.0.1);\n    \
+         - offline, bring the image over (`docker save {image} -o image.tar` where it can be \
+         pulled, `docker load -i image.tar` here), or build a stand-in from a static busybox \
+         and name it in DOCKER_HARNESS_IMAGE (the README's \"Offline machines\" shows how)"
     )]
     ImagePull {
         /// The reference the tests use.
@@ -398,6 +403,40 @@ mod tests {
         let text = Error::Orphans(vec!["  volume v".into()]).to_string();
         assert!(text.contains("docker-harness reap") && text.contains("cargo install docker-harness-cli"), "{text}");
         assert!(!text.contains("cargo run -p"), "{text}");
+    }
+
+    #[test]
+    fn a_failed_pull_says_what_to_do_in_any_crate() {
+        let text = Error::ImagePull {
+            image: "alpine:3.19.1".into(),
+            source_ref: "alpine:3.19.1".into(),
+            message: "dial tcp: lookup registry-1.docker.io: no such host".into(),
+            attempts: 1,
+            not_found: false,
+        }
+        .to_string();
+        for needed in ["DOCKER_HARNESS_IMAGE", "DOCKER_HARNESS_REGISTRY_MIRROR", "docker load", "busybox"] {
+            assert!(text.contains(needed), "{needed} is not in: {text}");
+        }
+        assert!(!text.contains("make "), "a user's crate has no such make target: {text}");
+    }
+
+    #[test]
+    fn a_timed_out_wait_shows_the_state_and_the_last_lines_in_its_display() {
+        let failure = WaitFailure {
+            container: "dh-t-1-web".into(),
+            strategy: "print a line matching /ready/".into(),
+            after: Duration::from_secs(2),
+            state: "running".into(),
+            exit_code: None,
+            last_attempt: "no line matched yet".into(),
+            logs: vec!["stdout: starting".into(), "stderr: no config".into()],
+        };
+        let shown = format!("{:?}", anyhow::Error::from(Error::WaitTimeout(Box::new(failure))));
+        for needed in ["it is running", "last 2 log line(s)", "    stdout: starting", "    stderr: no config", "help:"]
+        {
+            assert!(shown.contains(needed), "{needed} is not in: {shown}");
+        }
     }
 
     #[test]

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::error::Result;
+use crate::farewell::{self, Moment};
 use crate::resource::Resource;
 use crate::scope::Scope;
 use crate::{blocking, docker, removal};
@@ -67,7 +68,7 @@ impl Armed {
     /// Removes the resource now and tells its scope it is gone. Disarms whatever the answer.
     pub(crate) async fn remove(&mut self) -> Result<()> {
         self.armed = false;
-        blocking::run(remove_and_untrack(self.res.clone(), self.scope.clone())).await
+        blocking::run(remove_and_untrack(self.res.clone(), self.scope.clone(), false)).await
     }
 
     /// Leaves the resource to its scope (which still removes it at teardown).
@@ -82,8 +83,12 @@ impl Armed {
     }
 }
 
-async fn remove_and_untrack(res: Resource, scope: Arc<Scope>) -> Result<()> {
+/// Removes the resource once its follower is drained; when `read`, its last log lines are
+/// held in the scope first.
+async fn remove_and_untrack(res: Resource, scope: Arc<Scope>, read: bool) -> Result<()> {
     let docker = docker::client().await?;
+    let said = scope.farewell.before_removal(&docker, std::slice::from_ref(&res), read).await;
+    scope.farewell.hold(said);
     removal::remove(&docker, res.kind, &res.id, &res.name).await?;
     scope.untrack(&res.id);
     Ok(())
@@ -94,7 +99,16 @@ impl Drop for Armed {
         if !self.armed || self.scope.keeping_now() {
             return;
         }
-        match blocking::wait(remove_and_untrack(self.res.clone(), self.scope.clone()), DROP_LIMIT) {
+        // Asked here: only the test's own thread knows whether it is failing.
+        let moment = self.scope.farewell.moment(self.res.kind);
+        let outcome = blocking::wait(
+            remove_and_untrack(self.res.clone(), self.scope.clone(), moment != Moment::Skip),
+            DROP_LIMIT,
+        );
+        if moment == Moment::Print {
+            farewell::print(&self.scope.farewell.take_held());
+        }
+        match outcome {
             Some(Ok(())) => {}
             // The scope still tracks it and tries again at its own teardown.
             Some(Err(e)) => eprintln!("docker-harness: could not remove {}: {e}", self.res),

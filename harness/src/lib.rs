@@ -12,10 +12,14 @@
 //! #[tokio::test]
 //! async fn greets() -> anyhow::Result<()> {
 //!     let ctx = TestContext::new()?;
-//!     let c = ctx.container(ContainerSpec::new("app").with_cmd(["sleep", "3600"])).await?;
-//!     let out = c.exec(["echo", "hi"]).await?;
-//!     assert_eq!(out.stdout, "hi\n");
-//!     Ok(())
+//!     // On `Err` as on a panic, the test's containers show their last log lines on stderr.
+//!     ctx.run(async {
+//!         let c = ctx.container(ContainerSpec::new("app").with_cmd(["sleep", "3600"])).await?;
+//!         let out = c.exec(["echo", "hi"]).await?;
+//!         assert_eq!(out.stdout, "hi\n");
+//!         Ok(())
+//!     })
+//!     .await
 //! }
 //! ```
 #![deny(unsafe_code)]
@@ -44,7 +48,9 @@ pub mod session;
 mod built;
 mod removal;
 mod adopt;
-// 3. a test's scope and the part every guard shares.
+// 3. a test's scope, what is done with its containers before they go, and the part every
+//    guard shares.
+mod farewell;
 mod scope;
 mod guard;
 // 4. resources.
@@ -63,13 +69,14 @@ mod context;
 mod fixture;
 mod preflight;
 
+pub use blocking::block_on;
 /// The bollard the harness speaks, for the types its escape hatch
 /// ([`ContainerSpec::with_create_body`]) and [`Container::inspect`] use, at the same version.
 pub use bollard;
 pub use budget::{Counts, TeardownReport};
 pub use config::{KeepPolicy, DEFAULT_IMAGE};
 pub use container::{
-    Container, ContainerGuard, ContainerSpec, ExecOutput, ExecSpec, FileSource, LogStream, Logs, WaitFor,
+    Container, ContainerGuard, ContainerSpec, ExecOutput, ExecSpec, FileSource, LogLine, LogStream, Logs, WaitFor,
     DEFAULT_WAIT_TIMEOUT,
 };
 pub use context::TestContext;

@@ -13,6 +13,7 @@ use bollard::Docker;
 use crate::budget::{Counts, EndedProcess, TeardownReport};
 use crate::config::{KeepPolicy, Settings};
 use crate::error::{Error, CLI_INSTALL};
+use crate::farewell::{self, Farewell, TailReader};
 use crate::owner::procs;
 use crate::resource::Resource;
 use crate::{adopt, blocking, docker, labels, naming, removal, session};
@@ -36,10 +37,19 @@ pub(crate) struct Scope {
     keep_ttl: Duration,
     /// Where the scope is recorded for adoption after a kill.
     session_dir: PathBuf,
+    /// What is done with its containers just before they go: followers drained, last log
+    /// lines read when the test failed.
+    pub(crate) farewell: Farewell,
 }
 
 impl Scope {
-    pub(crate) fn new(test_name: &str, session: &session::Session, settings: &Settings) -> Scope {
+    /// A scope whose containers' last lines are read, when a test fails, with `reader`.
+    pub(crate) fn new(
+        test_name: &str,
+        session: &session::Session,
+        settings: &Settings,
+        reader: Option<TailReader>,
+    ) -> Scope {
         let task_id = uuid::Uuid::new_v4().to_string();
         Scope {
             prefix: naming::prefix(test_name, &task_id),
@@ -55,6 +65,7 @@ impl Scope {
             marks_processes: AtomicBool::new(false),
             keep: Mutex::new(settings.keep),
             keep_ttl: settings.keep_ttl,
+            farewell: Farewell::new(settings.logs, settings.log_lines, reader),
         }
     }
 
@@ -177,8 +188,14 @@ impl Scope {
 
     /// Removes everything tracked and everything adoptable (the task label, or a name that
     /// starts with the prefix), in dependency order, unless `keep`. What could not be
-    /// removed stays tracked, for a later attempt.
-    pub(crate) async fn teardown(&self, docker: &Docker, keep: bool) -> crate::error::Result<TeardownReport> {
+    /// removed stays tracked, for a later attempt. First, followers are drained and, when
+    /// `show_logs`, every container's last lines are held for the caller to print.
+    pub(crate) async fn teardown(
+        &self,
+        docker: &Docker,
+        keep: bool,
+        show_logs: bool,
+    ) -> crate::error::Result<TeardownReport> {
         let mut report = TeardownReport {
             created: self.created.lock().map(|c| *c).unwrap_or_default(),
             budget: self.budget.lock().map(|b| *b).unwrap_or_default(),
@@ -204,6 +221,8 @@ impl Scope {
         report.unlabelled = report.adopted.iter().filter(|r| adopt::unlabelled(r)).cloned().collect();
         let mut items = self.tracked.lock().map(|t| t.clone()).unwrap_or_default();
         items.extend(report.adopted.iter().cloned());
+        let said = self.farewell.before_removal(docker, &items, show_logs).await;
+        self.farewell.hold(said);
         if keep {
             report_kept(&self.task_id, &items);
             report.kept = true;
@@ -241,15 +260,23 @@ pub(crate) fn running_test_name() -> Option<String> {
 }
 
 /// A scope's teardown with the process's client.
-pub(crate) async fn teardown(scope: Arc<Scope>, keep: bool) -> crate::error::Result<TeardownReport> {
-    scope.teardown(&docker::client().await?, keep).await
+pub(crate) async fn teardown(scope: Arc<Scope>, keep: bool, show_logs: bool) -> crate::error::Result<TeardownReport> {
+    scope.teardown(&docker::client().await?, keep, show_logs).await
 }
 
 /// Teardown from a Drop: bounded by `limit`, every failure said on stderr (one line a
-/// resource), never a panic. Returns the report when teardown finished.
-pub(crate) fn teardown_bounded(scope: Arc<Scope>, keep: bool, limit: Duration) -> Option<TeardownReport> {
+/// resource), never a panic. Returns the report when teardown finished. The containers'
+/// last lines, when the test failed, come first, printed from the caller's thread.
+pub(crate) fn teardown_bounded(scope: &Arc<Scope>, keep: bool, limit: Duration) -> Option<TeardownReport> {
     let prefix = scope.prefix.clone();
-    match blocking::wait(teardown(scope, keep), limit) {
+    let show_logs = scope.farewell.shows_at_end();
+    let outcome = blocking::wait(teardown(scope.clone(), keep, show_logs), limit);
+    // Held blocks are shown only for a failed test (or always): a passing one forgets them.
+    let said = scope.farewell.take_held();
+    if show_logs {
+        farewell::print(&said);
+    }
+    match outcome {
         Some(Ok(report)) => {
             for r in &report.unlabelled {
                 eprintln!("docker-harness: adopted {r}, which lacks the docker-harness labels it was handed");

@@ -15,7 +15,7 @@ use bollard::Docker;
 
 use super::handle::Container;
 use super::wait::poll;
-use super::{files, ports, ContainerGuard, ContainerSpec};
+use super::{files, follow, ports, ContainerGuard, ContainerSpec};
 use crate::error::{Error, Result};
 use crate::scope::Scope;
 use crate::{blocking, docker, gate};
@@ -197,12 +197,18 @@ pub(crate) async fn ready(docker: &Docker, c: &Container, spec: &ContainerSpec) 
 }
 
 /// A test's container: tracked by its scope (and guarded) as soon as Docker has it, so a
-/// failed copy, start or wait leaves nothing behind.
+/// failed copy, start or wait leaves nothing behind. Its output is followed from then on
+/// when the spec asks, and its follower drained before any removal.
 pub(crate) async fn for_scope(scope: Arc<Scope>, spec: ContainerSpec, image: String) -> Result<ContainerGuard> {
     blocking::run(async move {
         let docker = docker::client().await?;
         let labels = scope.labels_for_new(&HashMap::new());
         let c = create(&docker, &spec, image, scope.name_for(&spec.logical), labels).await?;
+        scope.farewell.name(c.id(), &spec.logical);
+        if !spec.consumers.is_empty() {
+            let drain = follow::start(docker.clone(), c.id(), c.name(), spec.consumers.clone());
+            scope.farewell.on_removal(c.id(), drain);
+        }
         let guard = ContainerGuard::new(c, scope, &spec.logical);
         ready(&docker, &guard, &spec).await?;
         Ok(guard)

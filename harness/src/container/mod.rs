@@ -13,6 +13,7 @@ pub(crate) mod create;
 mod exec;
 mod files;
 mod guard;
+mod follow;
 mod handle;
 mod lifecycle;
 mod logs;
@@ -31,7 +32,8 @@ pub use exec::{ExecOutput, ExecSpec};
 pub use files::FileSource;
 pub use guard::ContainerGuard;
 pub use handle::Container;
-pub use logs::{LogStream, Logs};
+pub(crate) use logs::last_words;
+pub use logs::{LogLine, LogStream, Logs};
 pub use wait::{WaitFor, DEFAULT_WAIT_TIMEOUT};
 
 use crate::naming;
@@ -70,6 +72,7 @@ pub struct ContainerSpec {
     healthcheck: Option<HealthConfig>,
     waits: Vec<WaitFor>,
     options: Options,
+    consumers: Vec<follow::Consumer>,
 }
 
 impl ContainerSpec {
@@ -94,6 +97,7 @@ impl ContainerSpec {
             healthcheck: None,
             waits: Vec::new(),
             options: Options::default(),
+            consumers: Vec::new(),
         }
     }
 

@@ -8,7 +8,7 @@ use bollard::Docker;
 use super::check::{check, look, Check};
 use super::{Strategy, WaitFor, DEFAULT_WAIT_TIMEOUT};
 use crate::config::{Env, ProcessEnv};
-use crate::container::logs::{self, LogStream};
+use crate::container::logs;
 use crate::error::{Error, Result, WaitFailure};
 
 /// How many log lines a failed wait reports.
@@ -108,13 +108,7 @@ async fn poll(docker: &Docker, id: &str, name: &str, wait: &WaitFor, limit: Dura
 /// since the wait's own error matters more.
 async fn tail(docker: &Docker, id: &str) -> Vec<String> {
     match logs::read_lines(docker, id, id, Some(TAIL)).await {
-        Ok(lines) => lines
-            .into_iter()
-            .map(|l| match l.stream {
-                LogStream::Stderr => format!("stderr: {}", l.text),
-                _ => format!("stdout: {}", l.text),
-            })
-            .collect(),
+        Ok(lines) => lines.iter().map(logs::LogLine::marked).collect(),
         Err(e) => vec![format!("(the logs could not be read: {e})")],
     }
 }
