@@ -10,6 +10,10 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
+mod parts;
+
+pub(crate) use self::parts::indent;
+pub use self::parts::WaitFailure;
 use crate::budget::TeardownReport;
 use crate::resource::Kind;
 
@@ -318,26 +322,6 @@ pub enum Error {
     },
 }
 
-/// What a failed wait saw: [`Error::WaitTimeout`] and [`Error::ExitedWhileWaiting`].
-#[derive(Debug, Clone)]
-#[non_exhaustive]
-pub struct WaitFailure {
-    /// The container's name.
-    pub container: String,
-    /// What was waited for, e.g. "print a line matching /ready/ on stdout".
-    pub strategy: String,
-    /// How long was waited.
-    pub after: Duration,
-    /// The container's state at the end, e.g. "running (health: starting)" or "exited".
-    pub state: String,
-    /// Its exit code, once it has exited.
-    pub exit_code: Option<i64>,
-    /// What the last check saw, e.g. "connection refused".
-    pub last_attempt: String,
-    /// The last lines of its logs (stdout and stderr, in order, each marked with its stream).
-    pub logs: Vec<String>,
-}
-
 /// One resource that teardown failed to remove.
 #[derive(Debug)]
 pub struct CleanupFailure {
@@ -369,79 +353,5 @@ impl Error {
     }
 }
 
-/// Log lines indented under an error message.
-pub(crate) fn indent(lines: &[String]) -> String {
-    if lines.is_empty() {
-        return "    (no output)".to_string();
-    }
-    lines.iter().map(|l| format!("    {l}")).collect::<Vec<_>>().join("\n")
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_cleanup_failure_names_each_resource_with_its_kind() {
-        let e = Error::Cleanup(vec![CleanupFailure {
-            kind: Kind::Network,
-            name: "dh-t-1-net".into(),
-            error: Box::new(Error::Timeout {
-                what: "see network dh-t-1-net gone".into(),
-                after: Duration::from_secs(10),
-            }),
-        }]);
-        let text = e.to_string();
-        assert!(
-            text.starts_with("cleanup left 1 resource(s) behind: network dh-t-1-net (timed out after 10s"),
-            "{text}"
-        );
-    }
-
-    #[test]
-    fn the_orphans_hint_names_a_command_a_user_can_install() {
-        let text = Error::Orphans(vec!["  volume v".into()]).to_string();
-        assert!(text.contains("docker-harness reap") && text.contains("cargo install docker-harness-cli"), "{text}");
-        assert!(!text.contains("cargo run -p"), "{text}");
-    }
-
-    #[test]
-    fn a_failed_pull_says_what_to_do_in_any_crate() {
-        let text = Error::ImagePull {
-            image: "alpine:3.19.1".into(),
-            source_ref: "alpine:3.19.1".into(),
-            message: "dial tcp: lookup registry-1.docker.io: no such host".into(),
-            attempts: 1,
-            not_found: false,
-        }
-        .to_string();
-        for needed in ["DOCKER_HARNESS_IMAGE", "DOCKER_HARNESS_REGISTRY_MIRROR", "docker load", "busybox"] {
-            assert!(text.contains(needed), "{needed} is not in: {text}");
-        }
-        assert!(!text.contains("make "), "a user's crate has no such make target: {text}");
-    }
-
-    #[test]
-    fn a_timed_out_wait_shows_the_state_and_the_last_lines_in_its_display() {
-        let failure = WaitFailure {
-            container: "dh-t-1-web".into(),
-            strategy: "print a line matching /ready/".into(),
-            after: Duration::from_secs(2),
-            state: "running".into(),
-            exit_code: None,
-            last_attempt: "no line matched yet".into(),
-            logs: vec!["stdout: starting".into(), "stderr: no config".into()],
-        };
-        let shown = format!("{:?}", anyhow::Error::from(Error::WaitTimeout(Box::new(failure))));
-        for needed in ["it is running", "last 2 log line(s)", "    stdout: starting", "    stderr: no config", "help:"]
-        {
-            assert!(shown.contains(needed), "{needed} is not in: {shown}");
-        }
-    }
-
-    #[test]
-    fn log_lines_are_indented_and_none_is_said() {
-        assert_eq!(indent(&["a".into(), "b".into()]), "    a\n    b");
-        assert_eq!(indent(&[]), "    (no output)");
-    }
-}
+mod tests;
