@@ -46,12 +46,13 @@ mod adopt;
 // 3. a test's scope and the part every guard shares.
 mod scope;
 mod guard;
-// 4. resources.
+// 4. resources (a compose file's project among them).
 mod network;
 mod volume;
 mod container;
 mod seed;
 mod image;
+mod compose;
 // 5. above: sweeps, signals, the watcher, shared containers, the context, the hook.
 pub mod sweep;
 mod signals;
@@ -63,6 +64,7 @@ mod fixture;
 mod preflight;
 
 pub use budget::{Counts, TeardownReport};
+pub use compose::{ComposeGuard, ComposeSpec};
 pub use config::{KeepPolicy, DEFAULT_IMAGE};
 pub use container::{
     Container, ContainerGuard, ContainerSpec, ExecOutput, FileSource, LogStream, Logs, WaitFor, DEFAULT_WAIT_TIMEOUT,

@@ -27,6 +27,7 @@ pub use exec::ExecOutput;
 pub use files::FileSource;
 pub use handle::Container;
 pub use logs::{LogStream, Logs};
+pub(crate) use ports::bind_ip;
 pub use wait::{WaitFor, DEFAULT_WAIT_TIMEOUT};
 
 use crate::guard::{guard_methods, Armed};
