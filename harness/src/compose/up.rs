@@ -42,6 +42,10 @@ pub(crate) async fn up(scope: Arc<Scope>, spec: ComposeSpec) -> Result<ComposeGu
         let ours = scope.labels_for_new(&HashMap::from([(labels::COMPOSE.to_string(), project.clone())]));
         let rendered = render::render(&config, &project, &ours, container::bind_ip(), &file)?;
         let docker = docker::client().await?;
+        let filters = [format!("{}={}", labels::TASK, scope.task_id), format!("{}={project}", labels::COMPOSE)];
+        if !removal::list_labelled(&docker, &filters).await?.is_empty() {
+            return Err(taken(&project));
+        }
         images_present(&docker, &rendered.images, &file).await?;
 
         let written = RenderedFile::write(&project, &rendered.yaml)?;
@@ -53,7 +57,6 @@ pub(crate) async fn up(scope: Arc<Scope>, spec: ComposeSpec) -> Result<ComposeGu
         };
         drop(written);
         // Whatever `up` made before it failed carries the labels too: found, and removed.
-        let filters = [format!("{}={}", labels::TASK, scope.task_id), format!("{}={project}", labels::COMPOSE)];
         let found = removal::list_labelled(&docker, &filters).await?;
         let guard = ComposeGuard::new(scope, spec.logical.clone(), project, found);
         let ready = match upped {
@@ -71,6 +74,20 @@ pub(crate) async fn up(scope: Arc<Scope>, spec: ComposeSpec) -> Result<ComposeGu
         }
     })
     .await
+}
+
+/// A second project under one logical name would be the first one again (compose finds its
+/// containers up to date), with two guards over it: a conflict, as a second container of
+/// that name is.
+fn taken(project: &str) -> Error {
+    let message = format!(
+        "compose project {project} is already up in this test.\n  \
+         help: give the second one another logical name in ComposeSpec::new"
+    );
+    Error::docker(
+        format!("bring up compose project {project}"),
+        bollard::errors::Error::DockerResponseServerError { status_code: 409, message },
+    )
 }
 
 /// The spec's file as an absolute path, once it is known to be readable.
@@ -180,6 +197,13 @@ impl Drop for RenderedFile {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_second_project_under_one_logical_name_is_a_conflict_that_says_what_to_do() {
+        let e = taken("dh-t-1234abcd-app");
+        assert!(e.is_conflict(), "{e}");
+        assert!(e.to_string().contains("already up in this test.\n  help: give the second one another"), "{e}");
+    }
 
     #[test]
     fn a_project_name_is_one_that_compose_v1_keeps_as_it_is() {
