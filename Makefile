@@ -23,7 +23,7 @@ PODMAN := scripts/podman.sh
 # Steps of `make test`, in order; append new ones here. `leftovers` always
 # runs last, even after a failed step. Each step's wall time is printed after
 # it, and a table of all of them with the total at the end.
-TEST_STEPS := lint unit e2e audit e2e-concurrent e2e-cold doctest e2e-shared e2e-remote e2e-shards e2e-ownership e2e-build podman-smoke
+TEST_STEPS := lint unit e2e audit e2e-concurrent e2e-cold doctest e2e-shared e2e-remote e2e-shards e2e-ownership e2e-build e2e-compose podman-smoke
 
 # Slow or special e2e test binaries (builds, compose, TLS, namespaces, chaos, faults):
 # each runs in a step of its own, and is left out of every step that re-runs the suite
@@ -34,8 +34,9 @@ TEST_STEPS := lint unit e2e audit e2e-concurrent e2e-cold doctest e2e-shared e2e
 #
 # To give binaries such a step:
 #   1. add their names to SPECIAL_BINARIES;
-#   2. add a target that runs them with `special_step` (BINARIES[,NEXTEST ARGS], -j8
-#      unless given; nothing is left out there):
+#   2. add a target that runs them with `special_step` (BINARIES[,NEXTEST ARGS[,WRAPPER]]:
+#      -j8 unless given; WRAPPER, a command that runs nextest, such as the events ledger;
+#      nothing is left out there):
 #        # What it proves, in one line.
 #        e2e-compose: deps check-daemon bait-sweep
 #        	$(call special_step,compose)
@@ -43,7 +44,7 @@ TEST_STEPS := lint unit e2e audit e2e-concurrent e2e-cold doctest e2e-shared e2e
 # Recipes that run the suite pass $(SUITE_FILTER_ARGS), or $(call suite_filter,EXPR) for a
 # selection; scripts get the filterset as DH_SUITE_FILTER (see dh_suite_filter in
 # scripts/lib.sh). A special step that runs a script gives it `DH_SUITE_FILTER=`.
-SPECIAL_BINARIES := ownership build
+SPECIAL_BINARIES := ownership build compose
 empty :=
 space := $(empty) $(empty)
 # $(call binaries,compose tls) is the filterset 'binary(compose) | binary(tls)'.
@@ -55,8 +56,8 @@ export DH_SUITE_FILTER := $(SUITE_FILTER)
 # special binaries left out. One -E: nextest runs the union of several.
 suite_filter = $(if $(strip $(1)),-E '$(if $(SUITE_FILTER),($(strip $(1))) & ($(SUITE_FILTER)),$(strip $(1)))',$(if $(SUITE_FILTER),-E '$(SUITE_FILTER)'))
 SUITE_FILTER_ARGS := $(call suite_filter)
-# The recipe of a step of special binaries: $(call special_step,BINARIES[,NEXTEST ARGS]).
-special_step = @rc=0; $(WITH_IMAGE) cargo nextest run -p e2e-tests $(or $(2),-j8) -E '$(call binaries,$(1))' || rc=$$?; $(save_junit); exit $$rc
+# The recipe of a step of special binaries: $(call special_step,BINARIES[,NEXTEST ARGS[,WRAPPER]]).
+special_step = @rc=0; $(WITH_IMAGE) $(3) cargo nextest run -p e2e-tests $(or $(2),-j8) -E '$(call binaries,$(1))' || rc=$$?; $(save_junit); exit $$rc
 
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
@@ -64,9 +65,9 @@ SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 # report to one fixed path; keep one per step so e2e does not overwrite unit.
 JUNIT_DIR := target/nextest/ci
 save_junit = if [[ -f $(JUNIT_DIR)/junit.xml ]]; then mv $(JUNIT_DIR)/junit.xml $(JUNIT_DIR)/junit-$(or $(JUNIT_STEP),$@).xml; fi
-APT_PACKAGES := busybox-static docker-registry socat util-linux
+APT_PACKAGES := busybox-static docker-compose docker-registry socat util-linux
 
-.PHONY: cycles test deps check-daemon bait-sweep unit e2e audit e2e-concurrent e2e-cold doctest e2e-shared e2e-remote e2e-shards e2e-ownership e2e-build e2e-podman podman-smoke deps-podman leftovers fmt lint status reap clean bench
+.PHONY: cycles test deps check-daemon bait-sweep unit e2e audit e2e-concurrent e2e-cold doctest e2e-shared e2e-remote e2e-shards e2e-ownership e2e-build e2e-compose e2e-podman podman-smoke deps-podman leftovers fmt lint status reap clean bench
 
 test:
 	@steps=($(TEST_STEPS) leftovers); failed=(); secs=(); results=(); \
@@ -171,6 +172,15 @@ e2e-ownership: deps check-daemon bait-sweep
 # ledger balances images too, and no new dangling image or build container is left.
 e2e-build: deps check-daemon bait-sweep
 	$(WITH_IMAGE) scripts/e2e-build.sh
+
+# Compose files (Debian's docker-compose 1.29): eight parallel tests bring one file up under
+# the same service names, a test that panics and one SIGKILLed mid-`up` leave nothing. Under
+# the events ledger, since `make audit` leaves special binaries out: what compose created is
+# counted against what each test declared, and all of it destroyed.
+e2e-compose: deps check-daemon bait-sweep
+	cargo build -q -p e2e-tests --bins
+	rm -rf target/docker-harness/ledger-compose
+	$(call special_step,compose,-j8,target/debug/ledger --state-dir target/docker-harness/ledger-compose --)
 
 # A few binaries of the suite on Podman, so `make test` keeps the support from rotting.
 PODMAN_SMOKE := binary(isolation) | binary(cleanup) | binary(naming)

@@ -8,30 +8,9 @@ mod common;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use common::marked;
 use docker_harness::{Counts, TestContext};
 use rstest::rstest;
-
-/// PIDs of the processes whose environment carries `DOCKER_HARNESS_TASK=<task>`.
-fn marked(task: &str) -> Vec<u32> {
-    let needle = format!("DOCKER_HARNESS_TASK={task}");
-    let mut pids: Vec<u32> = std::fs::read_dir("/proc")
-        .unwrap()
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse().ok())
-        .filter(|pid| {
-            let env = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
-            env.split(|b| *b == 0).any(|kv| kv == needle.as_bytes())
-        })
-        .filter(|pid| !is_zombie(*pid))
-        .collect();
-    pids.sort_unstable();
-    pids
-}
-
-fn is_zombie(pid: u32) -> bool {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    stat.rfind(')').and_then(|i| stat[i + 1..].split_whitespace().next()) == Some("Z")
-}
 
 /// The task runner, run through the context's command: its detached helper daemon is left
 /// running when it returns.

@@ -10,6 +10,7 @@ use std::time::Duration;
 use tokio::sync::OnceCell;
 
 use crate::budget::{Counts, TeardownReport};
+use crate::compose::{self, ComposeGuard, ComposeSpec};
 use crate::config::{self, KeepPolicy};
 use crate::container::{self, ContainerGuard, ContainerSpec};
 use crate::error::{Error, Result};
@@ -263,6 +264,40 @@ impl TestContext {
     pub async fn build(&self, spec: BuildSpec) -> Result<ImageGuard> {
         self.prepare().await?;
         image_build::for_scope(self.scope.clone(), spec).await
+    }
+
+    /// Brings a compose file up as part of this test's world: under a project name of the
+    /// test's own, with the test's labels on every container, network (the default one
+    /// included) and volume compose creates, fixed host ports made ephemeral ones on the
+    /// loopback, and each service's waits met. The compose process carries the test's
+    /// process marker. Runs the `docker compose` plugin, else the standalone
+    /// `docker-compose`, or the command `DOCKER_HARNESS_COMPOSE` names.
+    ///
+    /// ```no_run
+    /// use docker_harness::{ComposeSpec, TestContext, WaitFor};
+    ///
+    /// # async fn f() -> anyhow::Result<()> {
+    /// let ctx = TestContext::new()?;
+    /// let app = ctx
+    ///     .compose(
+    ///         ComposeSpec::new("app", "fixtures/compose/web-and-client.yml")
+    ///             .with_wait("web", WaitFor::http(8080, "/", 200)),
+    ///     )
+    ///     .await?;
+    /// let out = app.service("client")?.exec(["wget", "-q", "-O", "-", "http://web:8080/"]).await?;
+    /// assert_eq!(out.exit_code, 0);
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::ComposeUnavailable`] when no compose program runs; [`Error::ComposeFile`]
+    /// when the file cannot be read, names a `container_name` or a fixed network or volume
+    /// `name:`, or an image the daemon does not have; [`Error::ComposeFailed`] when compose
+    /// fails (its last lines of output); the wait errors as for
+    /// [`TestContext::container`]. On any of them, what compose created is removed.
+    pub async fn compose(&self, spec: ComposeSpec) -> Result<ComposeGuard> {
+        self.prepare().await?;
+        compose::up::up(self.scope.clone(), spec).await
     }
 
     /// The session image's reference, checked once per context: every test sees whether the

@@ -30,6 +30,9 @@ pub const SHARED: &str = "docker-harness.shared";
 /// `place/pid/start time` of the session's runner (nextest, or the test binary under
 /// `cargo test`), on session-shared resources: they live as long as it does.
 pub const RUNNER: &str = "docker-harness.runner";
+/// On everything a compose file brought up (its services' containers, its networks and
+/// volumes): the project name the harness gave it, by which its guard finds them all.
+pub const COMPOSE: &str = "docker-harness.compose";
 
 /// Unix seconds now: the clock the expiry and keep labels are written in.
 pub(crate) fn unix_now() -> u64 {

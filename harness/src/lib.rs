@@ -53,12 +53,13 @@ mod adopt;
 mod farewell;
 mod scope;
 mod guard;
-// 4. resources.
+// 4. resources (a compose file's project among them).
 mod network;
 mod volume;
 mod container;
 mod seed;
 mod image;
+mod compose;
 // 5. above: sweeps, signals, the watcher, shared containers, the context, the hook.
 pub mod sweep;
 mod signals;
@@ -74,6 +75,7 @@ pub use blocking::block_on;
 /// ([`ContainerSpec::with_create_body`]) and [`Container::inspect`] use, at the same version.
 pub use bollard;
 pub use budget::{Counts, TeardownReport};
+pub use compose::{ComposeGuard, ComposeSpec};
 pub use config::{KeepPolicy, DEFAULT_IMAGE};
 pub use container::{
     Container, ContainerGuard, ContainerSpec, ExecOutput, ExecSpec, FileSource, LogLine, LogStream, Logs, WaitFor,

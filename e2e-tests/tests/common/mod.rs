@@ -285,6 +285,30 @@ pub fn signal(child: &std::process::Child, sig: &str) {
     assert!(ok.success(), "kill -{sig} failed");
 }
 
+/// PIDs of the live processes whose environment carries `DOCKER_HARNESS_TASK=<task>`: the
+/// host processes a test started through its context, read from `/proc` independently of
+/// the harness.
+pub fn marked(task: &str) -> Vec<u32> {
+    let needle = format!("DOCKER_HARNESS_TASK={task}");
+    let mut pids: Vec<u32> = std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse().ok())
+        .filter(|pid| {
+            let env = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
+            env.split(|b| *b == 0).any(|kv| kv == needle.as_bytes())
+        })
+        .filter(|pid| !is_zombie(*pid))
+        .collect();
+    pids.sort_unstable();
+    pids
+}
+
+fn is_zombie(pid: u32) -> bool {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    stat.rfind(')').and_then(|i| stat[i + 1..].split_whitespace().next()) == Some("Z")
+}
+
 pub fn unique(tag: &str) -> String {
     format!("{tag}-{}", uuid::Uuid::new_v4().simple())
 }

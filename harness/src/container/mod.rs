@@ -34,6 +34,7 @@ pub use guard::ContainerGuard;
 pub use handle::Container;
 pub(crate) use logs::last_words;
 pub use logs::{LogLine, LogStream, Logs};
+pub(crate) use ports::bind_ip;
 pub use wait::{WaitFor, DEFAULT_WAIT_TIMEOUT};
 
 use crate::naming;

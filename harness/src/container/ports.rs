@@ -22,7 +22,7 @@ const HOST_IP: &str = "127.0.0.1";
 const REMOTE_HOST_IP: &str = "0.0.0.0";
 
 /// The host IP ports are published on: the loopback, unless the daemon is another machine.
-fn bind_ip() -> &'static str {
+pub(crate) fn bind_ip() -> &'static str {
     if docker::is_remote() {
         REMOTE_HOST_IP
     } else {
