@@ -6,7 +6,6 @@
 //! 409) is engine knowledge: [`Error::status_code`] and its friends are implemented in
 //! `engine`, which is the one place every Podman difference lives.
 
-use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -272,7 +271,8 @@ pub enum Error {
     },
 
     /// Teardown could not remove everything.
-    #[error("cleanup left {} resource(s) behind: {}", .0.len(), CleanupList(.0))]
+    #[error("cleanup left {} resource(s) behind: {}", .0.len(),
+        .0.iter().map(|c| format!("{} {} ({})", c.kind, c.name, c.error)).collect::<Vec<_>>().join("; "))]
     Cleanup(Vec<CleanupFailure>),
 
     /// The pre-test check found orphans and `DOCKER_HARNESS_PREFLIGHT=fail` asked to stop.
@@ -385,20 +385,6 @@ pub struct CleanupFailure {
     pub name: String,
     /// Why it could not be removed.
     pub error: Box<Error>,
-}
-
-struct CleanupList<'a>(&'a [CleanupFailure]);
-
-impl fmt::Display for CleanupList<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, c) in self.0.iter().enumerate() {
-            if i > 0 {
-                f.write_str("; ")?;
-            }
-            write!(f, "{} {} ({})", c.kind, c.name, c.error)?;
-        }
-        Ok(())
-    }
 }
 
 impl Error {

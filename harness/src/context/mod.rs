@@ -1,6 +1,8 @@
 //! `TestContext`: one test's Docker world, the façade over its scope. It names and labels
 //! everything the test creates and removes whatever is left at the end, in dependency order.
 
+mod services;
+
 use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
@@ -10,11 +12,9 @@ use std::time::Duration;
 use tokio::sync::OnceCell;
 
 use crate::budget::{Counts, TeardownReport};
-use crate::compose::{self, ComposeGuard, ComposeSpec};
 use crate::config::{self, KeepPolicy};
 use crate::container::{self, ContainerGuard, ContainerSpec};
 use crate::error::{Error, Result};
-use crate::image::build::{self as image_build, BuildSpec, ImageGuard};
 use crate::image::{self, SessionImage};
 use crate::network::{self, NetworkGuard, NetworkSpec};
 use crate::resource::Resource;
@@ -236,68 +236,6 @@ impl TestContext {
             None => self.session_image().await?,
         };
         container::create::for_scope(self.scope.clone(), spec, image).await
-    }
-
-    /// Builds an image for this test. Its tag is unique to the test, it carries the
-    /// harness's labels and its content hash, and it goes at teardown with every image and
-    /// container its build made (every step of every stage, as the build reported them;
-    /// what the daemon's cache lent it stays). Use it by [`BuiltImage::reference`]; to
-    /// build once for the whole session instead, see [`crate::session_build`].
-    ///
-    /// # Errors
-    /// [`Error::BuildFailed`] naming the step that failed, with the build's last lines
-    /// (what the build made by then is removed); [`Error::BuildContext`] for a context or
-    /// Dockerfile that cannot be read; otherwise as [`TestContext::network`].
-    ///
-    /// [`BuiltImage::reference`]: crate::BuiltImage::reference
-    ///
-    /// # Example
-    /// ```no_run
-    /// use docker_harness::{BuildSpec, ContainerSpec, TestContext};
-    ///
-    /// # async fn f() -> anyhow::Result<()> {
-    /// let ctx = TestContext::new()?;
-    /// let image = ctx.build(BuildSpec::new("app", "fixtures/app").with_target("runtime")).await?;
-    /// let app = ctx.container(ContainerSpec::new("app").with_image(&image.reference)).await?;
-    /// # Ok(()) }
-    /// ```
-    pub async fn build(&self, spec: BuildSpec) -> Result<ImageGuard> {
-        self.prepare().await?;
-        image_build::for_scope(self.scope.clone(), spec).await
-    }
-
-    /// Brings a compose file up as part of this test's world: under a project name of the
-    /// test's own, with the test's labels on every container, network (the default one
-    /// included) and volume compose creates, fixed host ports made ephemeral ones on the
-    /// loopback, and each service's waits met. The compose process carries the test's
-    /// process marker. Runs the `docker compose` plugin, else the standalone
-    /// `docker-compose`, or the command `DOCKER_HARNESS_COMPOSE` names.
-    ///
-    /// ```no_run
-    /// use docker_harness::{ComposeSpec, TestContext, WaitFor};
-    ///
-    /// # async fn f() -> anyhow::Result<()> {
-    /// let ctx = TestContext::new()?;
-    /// let app = ctx
-    ///     .compose(
-    ///         ComposeSpec::new("app", "fixtures/compose/web-and-client.yml")
-    ///             .with_wait("web", WaitFor::http(8080, "/", 200)),
-    ///     )
-    ///     .await?;
-    /// let out = app.service("client")?.exec(["wget", "-q", "-O", "-", "http://web:8080/"]).await?;
-    /// assert_eq!(out.exit_code, 0);
-    /// # Ok(()) }
-    /// ```
-    ///
-    /// # Errors
-    /// [`Error::ComposeUnavailable`] when no compose program runs; [`Error::ComposeFile`]
-    /// when the file cannot be read, names a `container_name` or a fixed network or volume
-    /// `name:`, or an image the daemon does not have; [`Error::ComposeFailed`] when compose
-    /// fails (its last lines of output); the wait errors as for
-    /// [`TestContext::container`]. On any of them, what compose created is removed.
-    pub async fn compose(&self, spec: ComposeSpec) -> Result<ComposeGuard> {
-        self.prepare().await?;
-        compose::up::up(self.scope.clone(), spec).await
     }
 
     /// The session image's reference, checked once per context: every test sees whether the
