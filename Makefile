@@ -209,6 +209,11 @@ leftovers: check-daemon
 	all=$$(docker ps -a --format "container\t{{.ID}}\t{{.Names}} ({{.Status}})\t$$cols"); \
 	all+=$$'\n'$$(docker network ls --format "network\t{{.ID}}\t{{.Name}}\t$$cols"); \
 	all+=$$'\n'$$(docker volume ls --format "volume\t\t{{.Name}}\t$$cols"); \
+	all+=$$'\n'$$(images_with() { docker image ls -q --filter "label=$$1" | tr '\n' ' '; }; \
+	  docker image ls --format 'image\t{{.ID}}\t{{.Repository}}:{{.Tag}}' | \
+	  awk -F'\t' -v m="$$(images_with docker-harness.managed)" -v b="$$(images_with docker-harness-e2e.bait)" \
+	    'BEGIN { n = split(m, a, " "); for (i = 1; i <= n; i++) M[a[i]] = 1; n = split(b, c, " "); for (i = 1; i <= n; i++) B[c[i]] = 1 } \
+	     { print $$0 "\t" ($$2 in M ? "true" : "") "\t" ($$2 in B ? "bait" : "") }'); \
 	report() { awk -F'\t' -v want="$$1" '$$1 != "" { \
 	    what = $$4 != "" ? "managed" : $$3 ~ /^dh-/ ? "unmanaged" : $$5 != "" ? "bait" : ""; \
 	    if (what == want) print "  " $$1 ($$2 == "" ? "" : " " $$2) " " $$3 }' <<<"$$all"; }; \
