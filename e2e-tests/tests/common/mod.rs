@@ -3,6 +3,7 @@
 //! suite's bait label, and the one directory for temporary files.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod services;
 pub mod web;
 
 use std::collections::HashMap;
@@ -146,15 +147,21 @@ pub fn own_session_state(id: &str) -> PathBuf {
 /// Makes a child start a session of its own, with fresh state.
 pub fn own_session(cmd: &mut Command, tag: &str) -> String {
     let id = format!("e2e-{tag}-{}", uuid::Uuid::new_v4().simple());
-    let dir = own_session_state(&id);
-    cmd.env_remove("NEXTEST_RUN_ID").env("DOCKER_HARNESS_SESSION", &id).env("DOCKER_HARNESS_STATE_DIR", dir);
+    join_own_session(cmd, &id);
+    id
+}
+
+/// Makes a child join the session `id` that [`own_session`] made for another child, as the
+/// processes of one test run share theirs.
+pub fn join_own_session(cmd: &mut Command, id: &str) {
+    let dir = own_session_state(id);
+    cmd.env_remove("NEXTEST_RUN_ID").env("DOCKER_HARNESS_SESSION", id).env("DOCKER_HARNESS_STATE_DIR", dir);
     // A new session's pre-test check would sweep every orphan on the daemon, including
     // those other tests make on purpose; tests of the check itself set the policy again.
     cmd.env("DOCKER_HARNESS_PREFLIGHT", "warn");
     // Likewise its own watcher would remove on its own what tests kill on purpose; the
     // watcher's tests turn it back on.
     cmd.env("DOCKER_HARNESS_WATCHER", "off");
-    id
 }
 
 /// What a holder child created, by kind.
