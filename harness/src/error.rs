@@ -29,7 +29,8 @@ pub enum Error {
          tried: {}a ping (answered within 5 s by a running daemon), then negotiating the API version.\n  \
          help: start the daemon (`sudo systemctl start docker`), point DOCKER_HOST at a running one \
          (e.g. unix:///var/run/docker.sock, tcp://127.0.0.1:2375 or ssh://user@host), or pick a docker \
-         context (`docker context use NAME`), and check that this user may reach it (`docker info` must work)",
+         context (`docker context use NAME`), and check that this user may reach it (`docker info` must work; \
+         for ssh://, `ssh user@host docker version` must work without a prompt)",
         if .tried.is_empty() { String::new() } else { format!("{}; then ", .tried) }
     )]
     DaemonUnreachable {

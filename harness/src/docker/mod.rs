@@ -60,7 +60,7 @@ fn chain(e: &dyn std::error::Error) -> String {
 }
 
 /// A client for the target, not yet asked anything; and, over ssh, where ssh's complaints go.
-fn client_for(t: &Target) -> Result<(Docker, Option<Box<dyn Fn() -> Option<String> + Send + Sync>>)> {
+fn client_for(t: &Target) -> Result<(Docker, SshSaid)> {
     let unreachable = |reason: String| Error::DaemonUnreachable { host: t.source.clone(), reason, tried: tried(t) };
     let scheme = t.host.split_once("://").map(|(s, _)| s.to_ascii_lowercase()).unwrap_or_default();
     if let Some(tls) = &t.tls {
@@ -109,7 +109,7 @@ fn tls_client(t: &Target, _: &host::Tls) -> Result<Docker> {
 }
 
 #[cfg(feature = "ssh")]
-fn ssh_client(t: &Target) -> Result<(Docker, Option<Box<dyn Fn() -> Option<String> + Send + Sync>>)> {
+fn ssh_client(t: &Target) -> Result<(Docker, SshSaid)> {
     let (docker, said) = ssh::connect(&t.host).map_err(|reason| Error::DaemonUnreachable {
         host: t.source.clone(),
         reason,
@@ -119,7 +119,7 @@ fn ssh_client(t: &Target) -> Result<(Docker, Option<Box<dyn Fn() -> Option<Strin
 }
 
 #[cfg(not(feature = "ssh"))]
-fn ssh_client(t: &Target) -> Result<(Docker, Option<Box<dyn Fn() -> Option<String> + Send + Sync>>)> {
+fn ssh_client(t: &Target) -> Result<(Docker, SshSaid)> {
     Err(Error::DaemonUnreachable {
         host: t.source.clone(),
         reason: "docker-harness was built without its `ssh` feature; enable it to reach a daemon over ssh".into(),
@@ -145,23 +145,37 @@ fn failed(t: &Target, reason: String) -> Error {
     }
 }
 
+/// ssh's complaint, when there is one, after the failure it explains: ssh exits after
+/// saying it, and its stderr may be read a moment after the connection is seen closed.
+type SshSaid = Option<Box<dyn Fn() -> Option<String> + Send + Sync>>;
+
+async fn with_said(base: String, said: &SshSaid) -> String {
+    let Some(f) = said else { return base };
+    for _ in 0..20 {
+        if let Some(s) = f() {
+            return format!("{base}; ssh said: {s}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    base
+}
+
 async fn connect() -> Result<Docker> {
     let t = target()?;
     let (docker, said) = client_for(t)?;
-    let reason = |base: String| match said.as_ref().and_then(|f| f()) {
-        Some(s) => format!("{base}; ssh said: {s}"),
-        None => base,
-    };
     // Bollard asks for a newer API than Docker 20.10 speaks (1.41); negotiate down once.
     // Clones share the negotiated version, so every later clone speaks it too.
     match tokio::time::timeout(CONNECT_LIMIT, docker.ping()).await {
         Ok(Ok(_)) => {}
-        Ok(Err(e)) => return Err(failed(t, reason(chain(&e)))),
-        Err(_) => return Err(failed(t, reason(format!("no answer within {}s", CONNECT_LIMIT.as_secs())))),
+        Ok(Err(e)) => return Err(failed(t, with_said(chain(&e), &said).await)),
+        Err(_) => {
+            let base = format!("no answer within {}s", CONNECT_LIMIT.as_secs());
+            return Err(failed(t, with_said(base, &said).await));
+        }
     }
     match tokio::time::timeout(NEGOTIATE_LIMIT, docker.negotiate_version()).await {
         Ok(Ok(d)) => Ok(d),
-        Ok(Err(e)) => Err(failed(t, reason(chain(&e)))),
+        Ok(Err(e)) => Err(failed(t, with_said(chain(&e), &said).await)),
         Err(_) => Err(failed(t, format!("no version answer within {}s", NEGOTIATE_LIMIT.as_secs()))),
     }
 }
