@@ -21,7 +21,10 @@ fn child_runs_a_container() {
         let line = match TestContext::named("daemons") {
             Err(e) => format!("other {e}"),
             Ok(ctx) => match ctx.container(ContainerSpec::new("app").with_cmd(["sleep", "30"])).await {
-                Ok(c) => format!("ok {}", c.exec(["echo", "ran"]).await.map(|o| o.stdout.trim().to_string()).unwrap_or_default()),
+                Ok(c) => format!(
+                    "ok {}",
+                    c.exec(["echo", "ran"]).await.map(|o| o.stdout.trim().to_string()).unwrap_or_default()
+                ),
                 Err(e @ Error::DaemonTls { .. }) => format!("tls {}", e.to_string().replace('\n', " ")),
                 Err(e @ Error::DaemonUnreachable { .. }) => format!("unreachable {}", e.to_string().replace('\n', " ")),
                 Err(e) => format!("other {}", e.to_string().replace('\n', " ")),
@@ -119,7 +122,9 @@ fn the_current_docker_context_picks_the_daemon_and_its_certificates_when_docker_
     let host = format!("tcp://127.0.0.1:{}", proxy.port);
     std::fs::write(
         meta.join("meta.json"),
-        format!(r#"{{"Name":"{name}","Metadata":{{}},"Endpoints":{{"docker":{{"Host":"{host}","SkipTLSVerify":false}}}}}}"#),
+        format!(
+            r#"{{"Name":"{name}","Metadata":{{}},"Endpoints":{{"docker":{{"Host":"{host}","SkipTLSVerify":false}}}}}}"#
+        ),
     )?;
     for f in ["ca.pem", "cert.pem", "key.pem"] {
         std::fs::copy(certs.join("client").join(f), tls.join(f))?;
@@ -145,8 +150,13 @@ impl Sshd {
         let port = common::services::free_port();
         common::services::run_script("sshd-setup.sh", &[dir.to_str().unwrap(), &port.to_string()])?;
         let config = dir.join("sshd_config");
-        let mut service =
-            Service::start("sshd", "/usr/sbin/sshd", &["-D", "-e", "-f", config.to_str().unwrap()], &[], &dir.join("sshd.log"))?;
+        let mut service = Service::start(
+            "sshd",
+            "/usr/sbin/sshd",
+            &["-D", "-e", "-f", config.to_str().unwrap()],
+            &[],
+            &dir.join("sshd.log"),
+        )?;
         service.wait_until(|| port_open(port))?;
         let host = std::fs::read_to_string(dir.join("docker-host"))?.trim().to_string();
         Ok(Sshd { dir, host, _service: service })
@@ -195,7 +205,10 @@ fn an_ssh_key_the_server_refuses_fails_with_what_ssh_said() -> anyhow::Result<()
     let sshd = Sshd::start("ssh-refused")?;
     let path = sshd.path("stranger-bin");
     let said = run_child(&[("DOCKER_HOST", &sshd.host), ("PATH", &path)]);
-    assert!(said.starts_with(&format!("unreachable cannot reach the Docker daemon at DOCKER_HOST={}", sshd.host)), "{said}");
+    assert!(
+        said.starts_with(&format!("unreachable cannot reach the Docker daemon at DOCKER_HOST={}", sshd.host)),
+        "{said}"
+    );
     assert!(said.contains("ssh said:") && said.contains("Permission denied (publickey)"), "{said}");
     Ok(())
 }

@@ -38,7 +38,9 @@ fn child_runs_the_named_image() {
         let ctx = TestContext::named("named-image").unwrap();
         let result = ctx.container(ContainerSpec::new("app").with_image(&image).with_cmd(["sleep", "30"])).await;
         let line = match result {
-            Ok(c) => format!("ok {}", c.exec(["echo", "ran"]).await.map(|o| o.stdout.trim().to_string()).unwrap_or_default()),
+            Ok(c) => {
+                format!("ok {}", c.exec(["echo", "ran"]).await.map(|o| o.stdout.trim().to_string()).unwrap_or_default())
+            }
             Err(e @ Error::RegistryAuth { .. }) => format!("auth {}", e.to_string().replace('\n', " ")),
             Err(e) => format!("other {}", e.to_string().replace('\n', " ")),
         };
@@ -76,7 +78,8 @@ impl Pushed {
             let base = docker_harness::session_image().await?.reference;
             let (repo, tag) = reference.rsplit_once(':').unwrap();
             docker.tag_image(&base, Some(TagImageOptions { repo: Some(repo.into()), tag: Some(tag.into()) })).await?;
-            let mut push = docker.push_image(repo, Some(PushImageOptions { tag: Some(tag.into()), ..Default::default() }), creds);
+            let mut push =
+                docker.push_image(repo, Some(PushImageOptions { tag: Some(tag.into()), ..Default::default() }), creds);
             while let Some(step) = push.next().await {
                 if let Some(e) = step?.error_detail.and_then(|d| d.message) {
                     anyhow::bail!("pushing {reference}: {e}");
@@ -133,13 +136,11 @@ async fn image_exists(docker: &Docker, reference: &str) -> bool {
 
 /// The daemon's pull events between two instants whose image names contain `needle`.
 async fn pull_events(docker: &Docker, since: u64, until: u64, needle: &str) -> Vec<String> {
-    let filters =
-        HashMap::from([("type".to_string(), vec!["image".to_string()]), ("event".to_string(), vec!["pull".to_string()])]);
-    let opts = EventsOptions {
-        since: Some(since.to_string()),
-        until: Some(until.to_string()),
-        filters: Some(filters),
-    };
+    let filters = HashMap::from([
+        ("type".to_string(), vec!["image".to_string()]),
+        ("event".to_string(), vec!["pull".to_string()]),
+    ]);
+    let opts = EventsOptions { since: Some(since.to_string()), until: Some(until.to_string()), filters: Some(filters) };
     let mut events = docker.events(Some(opts));
     let mut seen = Vec::new();
     while let Some(Ok(ev)) = events.next().await {
@@ -230,7 +231,10 @@ fn a_credential_helper_is_asked_as_the_docker_cli_asks_it() -> anyhow::Result<()
     std::fs::set_permissions(&helper, std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
     let config = pushed.docker_config(
         "config",
-        &format!(r#"{{"credHelpers": {{"{}": "dh-e2e"}}, "auths": {{"{}": {{}}}}}}"#, pushed.registry.addr, pushed.registry.addr),
+        &format!(
+            r#"{{"credHelpers": {{"{}": "dh-e2e"}}, "auths": {{"{}": {{}}}}}}"#,
+            pushed.registry.addr, pushed.registry.addr
+        ),
     );
     let path = path_with(&bin);
     let said = pushed.run_child(&pushed.reference, &[("DOCKER_CONFIG", config.to_str().unwrap()), ("PATH", &path)]);
@@ -244,8 +248,8 @@ fn docker_auth_config_comes_before_the_config_file() -> anyhow::Result<()> {
     let pushed = Pushed::new("env", true, |addr| format!("{addr}/private/app-{}:1", uuid::Uuid::new_v4().simple()))?;
     let stale = pushed.docker_config("config", &auth_config(&pushed.registry.addr, USER, "an-old-password"));
     let inline = auth_config(&pushed.registry.addr, USER, PASSWORD);
-    let said =
-        pushed.run_child(&pushed.reference, &[("DOCKER_CONFIG", stale.to_str().unwrap()), ("DOCKER_AUTH_CONFIG", &inline)]);
+    let said = pushed
+        .run_child(&pushed.reference, &[("DOCKER_CONFIG", stale.to_str().unwrap()), ("DOCKER_AUTH_CONFIG", &inline)]);
     assert_eq!(said, "ok ran");
     Ok(())
 }
@@ -253,15 +257,22 @@ fn docker_auth_config_comes_before_the_config_file() -> anyhow::Result<()> {
 #[test]
 fn a_refused_login_is_one_error_naming_the_registry_and_where_credentials_were_looked_for_never_the_secret(
 ) -> anyhow::Result<()> {
-    let pushed = Pushed::new("refused", true, |addr| format!("{addr}/private/app-{}:1", uuid::Uuid::new_v4().simple()))?;
+    let pushed =
+        Pushed::new("refused", true, |addr| format!("{addr}/private/app-{}:1", uuid::Uuid::new_v4().simple()))?;
     let wrong = "Wr0ng-pa55word";
     let config = pushed.docker_config("config", &auth_config(&pushed.registry.addr, USER, wrong));
     let said = pushed.run_child(&pushed.reference, &[("DOCKER_CONFIG", config.to_str().unwrap())]);
     let registry = &pushed.registry.addr;
-    assert!(said.starts_with(&format!("auth pulling {} from {registry} needs credentials", pushed.reference)), "{said}");
+    assert!(
+        said.starts_with(&format!("auth pulling {} from {registry} needs credentials", pushed.reference)),
+        "{said}"
+    );
     assert!(said.contains("credentials were sent and refused"), "{said}");
     let file = config.join("config.json");
-    assert!(said.contains(&format!("DOCKER_AUTH_CONFIG (unset), {} (auths entry for {registry})", file.display())), "{said}");
+    assert!(
+        said.contains(&format!("DOCKER_AUTH_CONFIG (unset), {} (auths entry for {registry})", file.display())),
+        "{said}"
+    );
     assert!(said.contains("help: log in"), "{said}");
     let encoded = base64::engine::general_purpose::STANDARD.encode(format!("{USER}:{wrong}"));
     assert!(!said.contains(wrong) && !said.contains(&encoded), "the secret is in the error: {said}");
@@ -279,4 +290,3 @@ fn without_credentials_a_private_registry_says_none_were_found_and_where() -> an
     assert!(said.contains(&format!("{} (absent)", empty.join("config.json").display())), "{said}");
     Ok(())
 }
-

@@ -26,7 +26,7 @@ pub enum Error {
     /// The Docker daemon did not answer.
     #[error(
         "cannot reach the Docker daemon at {host} ({reason}).\n  \
-         tried: {}a ping (answered within 5 s by a running daemon), then negotiating the API version.\n  \
+         tried: {}a ping (answered within 5 s by a running daemon, 30 s over ssh), then negotiating the API version.\n  \
          help: start the daemon (`sudo systemctl start docker`), point DOCKER_HOST at a running one \
          (e.g. unix:///var/run/docker.sock, tcp://127.0.0.1:2375 or ssh://user@host), or pick a docker \
          context (`docker context use NAME`), and check that this user may reach it (`docker info` must work; \

@@ -14,13 +14,19 @@ use std::time::Duration;
 use bollard::query_parameters::{InspectContainerOptions, InspectNetworkOptions};
 use bollard::Docker;
 
-/// A raw bollard client, negotiated, independent of the harness.
+/// A raw bollard client, negotiated, independent of the harness: `DOCKER_HOST` (and TLS) as
+/// bollard reads it, or `DH_E2E_WITNESS_HOST` when set. scripts/e2e-ssh.sh sets that to the
+/// daemon's own socket, since bollard is built here without an ssh transport; the witness
+/// sees the same daemon that the harness reaches over ssh.
 pub async fn raw() -> Docker {
-    Docker::connect_with_defaults()
-        .expect("docker client")
-        .negotiate_version()
-        .await
-        .expect("the daemon must answer for e2e tests")
+    match std::env::var("DH_E2E_WITNESS_HOST") {
+        Ok(host) if !host.is_empty() => Docker::connect_with_host(&host),
+        _ => Docker::connect_with_defaults(),
+    }
+    .expect("docker client")
+    .negotiate_version()
+    .await
+    .expect("the daemon must answer for e2e tests")
 }
 
 pub async fn container_exists(d: &Docker, id: &str) -> bool {

@@ -34,7 +34,8 @@ pub fn daemon_socket() -> String {
 
 /// Runs a preparing script (it makes files, starts nothing) and fails with its output.
 pub fn run_script(name: &str, args: &[&str]) -> anyhow::Result<()> {
-    let out = Command::new("bash").arg(scripts().join(name)).args(args).output().with_context(|| format!("run {name}"))?;
+    let out =
+        Command::new("bash").arg(scripts().join(name)).args(args).output().with_context(|| format!("run {name}"))?;
     if !out.status.success() {
         bail!("{name} failed: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     }
@@ -51,7 +52,13 @@ pub struct Service {
 
 impl Service {
     /// Starts `program args…` detached from the test's streams, dying with the test.
-    pub fn start(what: &str, program: &str, args: &[&str], envs: &[(&str, &str)], log: &Path) -> anyhow::Result<Service> {
+    pub fn start(
+        what: &str,
+        program: &str,
+        args: &[&str],
+        envs: &[(&str, &str)],
+        log: &Path,
+    ) -> anyhow::Result<Service> {
         let file = std::fs::File::create(log)?;
         let child = Command::new("setpriv")
             .args(["--pdeathsig", "KILL", "--", program])
@@ -129,10 +136,16 @@ impl Registry {
             dir.join("storage").display()
         );
         if let Some((user, password)) = login {
-            let out = Command::new("htpasswd").args(["-Bbn", user, password]).output().context("run htpasswd (apache2-utils)")?;
+            let out = Command::new("htpasswd")
+                .args(["-Bbn", user, password])
+                .output()
+                .context("run htpasswd (apache2-utils)")?;
             anyhow::ensure!(out.status.success(), "htpasswd failed: {}", String::from_utf8_lossy(&out.stderr));
             std::fs::write(dir.join("htpasswd"), &out.stdout)?;
-            config += &format!("auth:\n  htpasswd:\n    realm: docker-harness-e2e\n    path: {}\n", dir.join("htpasswd").display());
+            config += &format!(
+                "auth:\n  htpasswd:\n    realm: docker-harness-e2e\n    path: {}\n",
+                dir.join("htpasswd").display()
+            );
         }
         let config_path = dir.join("config.yml");
         std::fs::write(&config_path, config)?;
@@ -170,7 +183,8 @@ impl TlsProxy {
         let connect = format!("UNIX-CONNECT:{}", daemon_socket());
         let conf = c("openssl.cnf");
         let envs = [("OPENSSL_CONF", conf.as_str())];
-        let mut service = Service::start("socat TLS proxy", "socat", &[&listen, &connect], &envs, &certs.join("socat.log"))?;
+        let mut service =
+            Service::start("socat TLS proxy", "socat", &[&listen, &connect], &envs, &certs.join("socat.log"))?;
         service.wait_until(|| port_open(port))?;
         Ok(TlsProxy { port, _service: service })
     }

@@ -1,6 +1,7 @@
 //! The process's one Docker client: connected to the daemon the docker CLI would use
 //! (`host`: `DOCKER_HOST`, TLS, contexts, the usual sockets), over a socket, TCP, TLS or
-//! ssh, its API version negotiated once, bounded to 5 s when the daemon is down.
+//! ssh, its API version negotiated once, bounded to 5 s when the daemon is down (30 s over
+//! ssh).
 
 mod host;
 #[cfg(feature = "ssh")]
@@ -18,6 +19,10 @@ use crate::error::{Error, Result};
 pub(crate) use self::host::Target;
 
 const CONNECT_LIMIT: Duration = Duration::from_secs(5);
+/// Over ssh, the first answer also waits on a key exchange, the login and the far side's
+/// docker CLI starting up: seconds when a parallel suite opens many at once (the CLI's own
+/// ssh ConnectTimeout is 30 s).
+const SSH_CONNECT_LIMIT: Duration = Duration::from_secs(30);
 /// A daemon that answered its ping is up; its version answer may still be slow (Podman
 /// runs `conmon --version` and the OCI runtime for it, seconds under a parallel suite).
 const NEGOTIATE_LIMIT: Duration = Duration::from_secs(60);
@@ -163,13 +168,14 @@ async fn with_said(base: String, said: &SshSaid) -> String {
 async fn connect() -> Result<Docker> {
     let t = target()?;
     let (docker, said) = client_for(t)?;
+    let limit = if said.is_some() { SSH_CONNECT_LIMIT } else { CONNECT_LIMIT };
     // Bollard asks for a newer API than Docker 20.10 speaks (1.41); negotiate down once.
     // Clones share the negotiated version, so every later clone speaks it too.
-    match tokio::time::timeout(CONNECT_LIMIT, docker.ping()).await {
+    match tokio::time::timeout(limit, docker.ping()).await {
         Ok(Ok(_)) => {}
         Ok(Err(e)) => return Err(failed(t, with_said(chain(&e), &said).await)),
         Err(_) => {
-            let base = format!("no answer within {}s", CONNECT_LIMIT.as_secs());
+            let base = format!("no answer within {}s", limit.as_secs());
             return Err(failed(t, with_said(base, &said).await));
         }
     }
