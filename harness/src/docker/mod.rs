@@ -272,7 +272,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_tcp_or_http_daemon_on_another_machine_is_reached_at_its_host() {
+    fn a_tcp_http_or_ssh_daemon_on_another_machine_is_reached_at_its_host() {
         let cases = [
             ("tcp://10.0.0.7:2375", "10.0.0.7"),
             ("tcp://docker.example:2376", "docker.example"),
@@ -281,6 +281,8 @@ mod tests {
             ("https://user@build-box:2376/v1.41?x=1", "build-box"),
             ("tcp://[fd00::5]:2375", "fd00::5"),
             (" tcp://10.0.0.7:2375 ", "10.0.0.7"),
+            ("ssh://ci@build-box", "build-box"),
+            ("ssh://ci@build-box:2222", "build-box"),
         ];
         for (url, host) in cases {
             assert_eq!(remote_host(Some(url)).as_deref(), Some(host), "{url}");
@@ -297,6 +299,7 @@ mod tests {
             "tcp://localhost:2375",
             "http://LOCALHOST.:2375",
             "tcp://[::1]:2375",
+            "ssh://root@127.0.0.1:23850",
             "tcp://0.0.0.0:2375",
             "tcp://:2375",
             "tcp://[fd00::5",
