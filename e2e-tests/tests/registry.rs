@@ -212,9 +212,9 @@ fn a_private_image_is_pulled_with_the_auths_entry_of_the_docker_config() -> anyh
     Ok(())
 }
 
-#[test]
-fn a_credential_helper_is_asked_as_the_docker_cli_asks_it() -> anyhow::Result<()> {
-    let pushed = Pushed::new("helper", true, |addr| format!("{addr}/private/app-{}:1", uuid::Uuid::new_v4().simple()))?;
+/// A credential helper `docker-credential-dh-e2e` in its own directory, which records how it
+/// was called and answers with the registry's login; the directory and the record.
+fn credential_helper(pushed: &Pushed) -> anyhow::Result<(PathBuf, PathBuf)> {
     let bin = pushed.dir.join("bin");
     std::fs::create_dir_all(&bin)?;
     let calls = pushed.dir.join("helper-calls.log");
@@ -229,6 +229,13 @@ fn a_credential_helper_is_asked_as_the_docker_cli_asks_it() -> anyhow::Result<()
         ),
     )?;
     std::fs::set_permissions(&helper, std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
+    Ok((bin, calls))
+}
+
+#[test]
+fn a_credential_helper_is_asked_as_the_docker_cli_asks_it() -> anyhow::Result<()> {
+    let pushed = Pushed::new("helper", true, |addr| format!("{addr}/private/app-{}:1", uuid::Uuid::new_v4().simple()))?;
+    let (bin, calls) = credential_helper(&pushed)?;
     let config = pushed.docker_config(
         "config",
         &format!(
@@ -236,6 +243,18 @@ fn a_credential_helper_is_asked_as_the_docker_cli_asks_it() -> anyhow::Result<()
             pushed.registry.addr, pushed.registry.addr
         ),
     );
+    let path = path_with(&bin);
+    let said = pushed.run_child(&pushed.reference, &[("DOCKER_CONFIG", config.to_str().unwrap()), ("PATH", &path)]);
+    assert_eq!(said, "ok ran");
+    assert_eq!(std::fs::read_to_string(&calls)?, format!("get {}\n", pushed.registry.addr));
+    Ok(())
+}
+
+#[test]
+fn a_creds_store_is_asked_for_a_registry_without_a_helper_of_its_own() -> anyhow::Result<()> {
+    let pushed = Pushed::new("store", true, |addr| format!("{addr}/private/app-{}:1", uuid::Uuid::new_v4().simple()))?;
+    let (bin, calls) = credential_helper(&pushed)?;
+    let config = pushed.docker_config("config", r#"{"credsStore": "dh-e2e", "credHelpers": {"ghcr.io": "elsewhere"}}"#);
     let path = path_with(&bin);
     let said = pushed.run_child(&pushed.reference, &[("DOCKER_CONFIG", config.to_str().unwrap()), ("PATH", &path)]);
     assert_eq!(said, "ok ran");

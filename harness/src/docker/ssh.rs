@@ -134,17 +134,17 @@ impl tower_service::Service<Uri> for Connector {
     fn call(&mut self, _: Uri) -> Self::Future {
         let (dest, said) = (self.dest.clone(), self.said.clone());
         Box::pin(async move {
-            let mut child = tokio::process::Command::new("ssh")
-                .args(dest.args())
+            let mut cmd = tokio::process::Command::new("ssh");
+            cmd.args(dest.args())
                 .stdin(Stdio::piped())
                 .stdout(Stdio::piped())
                 .stderr(Stdio::piped())
-                // A group of its own: a Ctrl-C for the test's terminal group must not cut the
-                // connection the test's cleanup is about to use.
-                .process_group(0)
-                .kill_on_drop(true)
-                .spawn()
-                .map_err(|e| io::Error::new(e.kind(), format!("cannot run ssh: {e}")))?;
+                .kill_on_drop(true);
+            // A group of its own: a Ctrl-C for the test's terminal group must not cut the
+            // connection the test's cleanup is about to use.
+            #[cfg(unix)]
+            cmd.process_group(0);
+            let mut child = cmd.spawn().map_err(|e| io::Error::new(e.kind(), format!("cannot run ssh: {e}")))?;
             let (Some(stdin), Some(stdout), Some(stderr)) =
                 (child.stdin.take(), child.stdout.take(), child.stderr.take())
             else {
