@@ -23,7 +23,7 @@ PODMAN := scripts/podman.sh
 # Steps of `make test`, in order; append new ones here. `leftovers` always
 # runs last, even after a failed step. Each step's wall time is printed after
 # it, and a table of all of them with the total at the end.
-TEST_STEPS := lint unit e2e audit e2e-concurrent e2e-cold doctest e2e-shared e2e-remote e2e-shards e2e-ownership e2e-build e2e-compose podman-smoke
+TEST_STEPS := lint unit e2e audit e2e-concurrent e2e-cold doctest e2e-shared e2e-remote e2e-shards e2e-ownership e2e-build e2e-compose e2e-registry e2e-daemons e2e-tls e2e-ssh podman-smoke
 
 # Slow or special e2e test binaries (builds, compose, TLS, namespaces, chaos, faults):
 # each runs in a step of its own, and is left out of every step that re-runs the suite
@@ -44,7 +44,7 @@ TEST_STEPS := lint unit e2e audit e2e-concurrent e2e-cold doctest e2e-shared e2e
 # Recipes that run the suite pass $(SUITE_FILTER_ARGS), or $(call suite_filter,EXPR) for a
 # selection; scripts get the filterset as DH_SUITE_FILTER (see dh_suite_filter in
 # scripts/lib.sh). A special step that runs a script gives it `DH_SUITE_FILTER=`.
-SPECIAL_BINARIES := ownership build compose
+SPECIAL_BINARIES := ownership build compose registry daemons
 empty :=
 space := $(empty) $(empty)
 # $(call binaries,compose tls) is the filterset 'binary(compose) | binary(tls)'.
@@ -65,9 +65,9 @@ SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 # report to one fixed path; keep one per step so e2e does not overwrite unit.
 JUNIT_DIR := target/nextest/ci
 save_junit = if [[ -f $(JUNIT_DIR)/junit.xml ]]; then mv $(JUNIT_DIR)/junit.xml $(JUNIT_DIR)/junit-$(or $(JUNIT_STEP),$@).xml; fi
-APT_PACKAGES := busybox-static docker-compose docker-registry socat util-linux
+APT_PACKAGES := busybox-static docker-compose docker-registry socat util-linux apache2-utils openssh-server openssl
 
-.PHONY: cycles test deps check-daemon bait-sweep unit e2e audit e2e-concurrent e2e-cold doctest e2e-shared e2e-remote e2e-shards e2e-ownership e2e-build e2e-compose e2e-podman podman-smoke deps-podman leftovers fmt lint status reap clean bench
+.PHONY: cycles test deps check-daemon bait-sweep unit e2e audit e2e-concurrent e2e-cold doctest e2e-shared e2e-remote e2e-shards e2e-ownership e2e-build e2e-compose e2e-podman podman-smoke deps-podman e2e-registry e2e-daemons e2e-tls e2e-ssh leftovers fmt lint status reap clean bench
 
 test:
 	@steps=($(TEST_STEPS) leftovers); failed=(); secs=(); results=(); \
@@ -190,6 +190,35 @@ podman-smoke: deps-podman
 
 deps-podman:
 	@$(MAKE) --no-print-directory deps APT_PACKAGES='$(APT_PACKAGES) podman'
+
+# Images a spec names, resolved like the session image: pulled once for 8 parallel tests
+# through the mirror (docker events); private registries (htpasswd, bcrypt) pulled from with
+# auths entries, a credential helper, DOCKER_AUTH_CONFIG; a refused login as one error
+# without the secret. Each test starts a docker-registry of its own on a free loopback port.
+e2e-registry: deps check-daemon bait-sweep
+	$(call special_step,registry)
+
+# Reaching the daemon as the docker CLI does: over TLS (DOCKER_TLS_VERIFY, DOCKER_CERT_PATH;
+# a wrong CA, an untrusted client certificate, a missing key), through the current docker
+# context, over ssh (dial-stdio, no ssh process left, a refused key). Each test starts its
+# own socat TLS proxy or OpenSSH server on loopback in front of the local daemon.
+e2e-daemons: deps check-daemon bait-sweep
+	$(call special_step,daemons)
+
+# The binaries of the suite that run through each other way to the daemon.
+DAEMON_SMOKE := binary(isolation) | binary(cleanup) | binary(naming) | binary(ports)
+
+# The smoke subset against the daemon behind a TLS proxy that verifies client certificates
+# (scripts/e2e-tls.sh: socat, certificates made for the run), as a --tlsverify daemon.
+e2e-tls: deps check-daemon bait-sweep
+	@rc=0; scripts/e2e-tls.sh cargo nextest run -p e2e-tests -j8 $(call suite_filter,$(DAEMON_SMOKE)) || rc=$$?; \
+	$(save_junit); exit $$rc
+
+# The smoke subset against the daemon over ssh (scripts/e2e-ssh.sh: an OpenSSH server of the
+# run's own on loopback, key authentication, its account running docker system dial-stdio).
+e2e-ssh: deps check-daemon bait-sweep
+	@rc=0; scripts/e2e-ssh.sh cargo nextest run -p e2e-tests -j8 $(call suite_filter,$(DAEMON_SMOKE)) || rc=$$?; \
+	$(save_junit); exit $$rc
 
 doctest: deps check-daemon
 	$(WITH_IMAGE) cargo test --doc -p docker-harness

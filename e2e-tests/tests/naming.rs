@@ -35,13 +35,20 @@ async fn peers_on_a_network_reach_each_other_by_logical_name() -> anyhow::Result
 }
 
 #[tokio::test]
-async fn a_missing_image_is_a_docker_error_naming_the_container() -> anyhow::Result<()> {
+async fn a_missing_image_is_a_pull_error_naming_the_image_and_nothing_is_created() -> anyhow::Result<()> {
     let ctx = TestContext::new()?;
     ctx.set_budget(Counts::new(0, 0, 0));
-    let err =
-        ctx.container(ContainerSpec::new("ghost").with_image("docker-harness-no-such-image:0")).await.unwrap_err();
-    assert!(err.is_not_found(), "{err}");
-    assert!(err.to_string().contains("create container"), "{err}");
+    let image = "docker-harness-no-such-image:0";
+    // Resolved like the session image: pulled (through the mirror when one is set), and the
+    // registry's "no such image" is said once, without retries.
+    let err = ctx.container(ContainerSpec::new("ghost").with_image(image)).await.unwrap_err();
+    match &err {
+        Error::ImagePull { image: named, not_found, attempts, .. } => {
+            assert_eq!((named.as_str(), *not_found, *attempts), (image, true, 1), "{err}");
+        }
+        other => panic!("expected a pull error, got {other}"),
+    }
+    assert!(err.to_string().starts_with(&format!("pulling {image}")), "{err}");
     Ok(())
 }
 

@@ -38,10 +38,12 @@ mod naming;
 mod blocking;
 mod config;
 mod gate;
-// 2. host and daemon: owners and liveness, labels, the client, the engine's differences,
+// 2. host and daemon: owners and liveness, labels, the docker CLI's configuration (contexts,
+//    credentials), finding the daemon and the client, the engine's differences,
 //    removal and listing, adoption by identity, the session.
 mod owner;
 pub mod labels;
+mod dockercfg;
 mod docker;
 mod engine;
 pub mod session;

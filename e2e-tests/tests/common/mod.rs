@@ -3,6 +3,7 @@
 //! suite's bait label, and the one directory for temporary files.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod services;
 pub mod web;
 
 use std::collections::HashMap;
@@ -13,13 +14,19 @@ use std::time::Duration;
 use bollard::query_parameters::{InspectContainerOptions, InspectNetworkOptions};
 use bollard::Docker;
 
-/// A raw bollard client, negotiated, independent of the harness.
+/// A raw bollard client, negotiated, independent of the harness: `DOCKER_HOST` (and TLS) as
+/// bollard reads it, or `DH_E2E_WITNESS_HOST` when set. scripts/e2e-ssh.sh sets that to the
+/// daemon's own socket, since bollard is built here without an ssh transport; the witness
+/// sees the same daemon that the harness reaches over ssh.
 pub async fn raw() -> Docker {
-    Docker::connect_with_defaults()
-        .expect("docker client")
-        .negotiate_version()
-        .await
-        .expect("the daemon must answer for e2e tests")
+    match std::env::var("DH_E2E_WITNESS_HOST") {
+        Ok(host) if !host.is_empty() => Docker::connect_with_host(&host),
+        _ => Docker::connect_with_defaults(),
+    }
+    .expect("docker client")
+    .negotiate_version()
+    .await
+    .expect("the daemon must answer for e2e tests")
 }
 
 pub async fn container_exists(d: &Docker, id: &str) -> bool {
@@ -146,15 +153,21 @@ pub fn own_session_state(id: &str) -> PathBuf {
 /// Makes a child start a session of its own, with fresh state.
 pub fn own_session(cmd: &mut Command, tag: &str) -> String {
     let id = format!("e2e-{tag}-{}", uuid::Uuid::new_v4().simple());
-    let dir = own_session_state(&id);
-    cmd.env_remove("NEXTEST_RUN_ID").env("DOCKER_HARNESS_SESSION", &id).env("DOCKER_HARNESS_STATE_DIR", dir);
+    join_own_session(cmd, &id);
+    id
+}
+
+/// Makes a child join the session `id` that [`own_session`] made for another child, as the
+/// processes of one test run share theirs.
+pub fn join_own_session(cmd: &mut Command, id: &str) {
+    let dir = own_session_state(id);
+    cmd.env_remove("NEXTEST_RUN_ID").env("DOCKER_HARNESS_SESSION", id).env("DOCKER_HARNESS_STATE_DIR", dir);
     // A new session's pre-test check would sweep every orphan on the daemon, including
     // those other tests make on purpose; tests of the check itself set the policy again.
     cmd.env("DOCKER_HARNESS_PREFLIGHT", "warn");
     // Likewise its own watcher would remove on its own what tests kill on purpose; the
     // watcher's tests turn it back on.
     cmd.env("DOCKER_HARNESS_WATCHER", "off");
-    id
 }
 
 /// What a holder child created, by kind.

@@ -274,43 +274,6 @@ fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
     era * 146_097 + doe - 719_468
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn docker_and_offset_timestamps_are_read_to_the_nanosecond() {
-        assert_eq!(parse_stamp("1970-01-01T00:00:00Z"), Some((0, 0)));
-        assert_eq!(parse_stamp("2024-05-01T12:00:00.5Z"), Some((1_714_564_800, 500_000_000)));
-        assert_eq!(parse_stamp("2024-05-01T14:00:00.000000001+02:00"), Some((1_714_564_800, 1)));
-        assert_eq!(parse_stamp("not a time"), None);
-        let (stamp, rest) = split_stamp("2024-05-01T12:00:00.123456789Z hello world\n");
-        assert_eq!((stamp, rest), (Some((1_714_564_800, 123_456_789)), "hello world\n"));
-    }
-
-    #[test]
-    fn a_second_read_skips_exactly_the_lines_the_first_delivered() {
-        let mut c = Cursor::default();
-        let (a, b) = ((100, 1), (100, 2));
-        let mut first = HashMap::new();
-        assert!(c.admit(Some(a), &mut first) && c.admit(Some(b), &mut first) && c.admit(Some(b), &mut first));
-        let mut again = HashMap::new();
-        let admitted: Vec<bool> = [a, b, b, b, (101, 0)].into_iter().map(|s| c.admit(Some(s), &mut again)).collect();
-        assert_eq!(admitted, [false, false, false, true, true]);
-        assert_eq!(c.since(), 101);
-    }
-
-    #[test]
-    fn lines_are_cut_per_stream_and_an_unfinished_one_comes_at_the_end() {
-        let mut c = Cursor::default();
-        assert!(c.lines(LogStream::Stdout, "one\ntw").len() == 1);
-        assert!(c.lines(LogStream::Stderr, "oops\r\n").iter().all(|l| l.text == "oops"));
-        let two = c.lines(LogStream::Stdout, "o\nthr");
-        assert_eq!(two, vec![LogLine::new(LogStream::Stdout, "two")]);
-        assert_eq!(c.rest(), vec![LogLine::new(LogStream::Stdout, "thr")]);
-    }
-}
-
 // The spec's builders for following live here, beside what they start.
 impl super::ContainerSpec {
     /// Streams the container's output into the test's stderr as it happens, each line
@@ -355,5 +318,42 @@ impl super::ContainerSpec {
     pub fn with_log_consumer(mut self, consumer: impl Fn(&LogLine) + Send + Sync + 'static) -> Self {
         self.consumers.push(Consumer::callback(consumer));
         self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn docker_and_offset_timestamps_are_read_to_the_nanosecond() {
+        assert_eq!(parse_stamp("1970-01-01T00:00:00Z"), Some((0, 0)));
+        assert_eq!(parse_stamp("2024-05-01T12:00:00.5Z"), Some((1_714_564_800, 500_000_000)));
+        assert_eq!(parse_stamp("2024-05-01T14:00:00.000000001+02:00"), Some((1_714_564_800, 1)));
+        assert_eq!(parse_stamp("not a time"), None);
+        let (stamp, rest) = split_stamp("2024-05-01T12:00:00.123456789Z hello world\n");
+        assert_eq!((stamp, rest), (Some((1_714_564_800, 123_456_789)), "hello world\n"));
+    }
+
+    #[test]
+    fn a_second_read_skips_exactly_the_lines_the_first_delivered() {
+        let mut c = Cursor::default();
+        let (a, b) = ((100, 1), (100, 2));
+        let mut first = HashMap::new();
+        assert!(c.admit(Some(a), &mut first) && c.admit(Some(b), &mut first) && c.admit(Some(b), &mut first));
+        let mut again = HashMap::new();
+        let admitted: Vec<bool> = [a, b, b, b, (101, 0)].into_iter().map(|s| c.admit(Some(s), &mut again)).collect();
+        assert_eq!(admitted, [false, false, false, true, true]);
+        assert_eq!(c.since(), 101);
+    }
+
+    #[test]
+    fn lines_are_cut_per_stream_and_an_unfinished_one_comes_at_the_end() {
+        let mut c = Cursor::default();
+        assert!(c.lines(LogStream::Stdout, "one\ntw").len() == 1);
+        assert!(c.lines(LogStream::Stderr, "oops\r\n").iter().all(|l| l.text == "oops"));
+        let two = c.lines(LogStream::Stdout, "o\nthr");
+        assert_eq!(two, vec![LogLine::new(LogStream::Stdout, "two")]);
+        assert_eq!(c.rest(), vec![LogLine::new(LogStream::Stdout, "thr")]);
     }
 }

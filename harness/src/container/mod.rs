@@ -111,7 +111,10 @@ impl ContainerSpec {
         self.image.as_deref()
     }
 
-    /// Another image than the session image.
+    /// Another image than the session image, resolved as the session image is: pulled if
+    /// absent (once per session across processes, under `DOCKER_HARNESS_PULL`, through
+    /// `DOCKER_HARNESS_REGISTRY_MIRROR` for Docker Hub references, with the docker CLI's
+    /// credentials for private registries), and checked unchanged before each use.
     pub fn with_image(mut self, image: impl Into<String>) -> Self {
         self.image = Some(image.into());
         self

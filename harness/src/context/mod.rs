@@ -227,12 +227,14 @@ impl TestContext {
     /// Creates (and, unless the spec says otherwise, starts) a container.
     ///
     /// # Errors
-    /// [`Error::ImagePull`], [`Error::ImageMissing`] or [`Error::ImageChanged`] for the
-    /// session image; otherwise as [`TestContext::network`].
+    /// [`Error::ImagePull`], [`Error::ImageMissing`], [`Error::RegistryAuth`] or
+    /// [`Error::ImageChanged`] for its image (the session image, or the one
+    /// [`ContainerSpec::with_image`] names, resolved the same way); otherwise as
+    /// [`TestContext::network`].
     pub async fn container(&self, spec: ContainerSpec) -> Result<ContainerGuard> {
         self.prepare().await?;
         let image = match spec.image() {
-            Some(i) => i.to_string(),
+            Some(i) => image::ensure_checked(i).await?.reference,
             None => self.session_image().await?,
         };
         container::create::for_scope(self.scope.clone(), spec, image).await

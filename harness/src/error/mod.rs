@@ -29,15 +29,38 @@ pub enum Error {
     /// The Docker daemon did not answer.
     #[error(
         "cannot reach the Docker daemon at {host} ({reason}).\n  \
-         tried: a ping (answered within 5 s by a running daemon), then negotiating the API version.\n  \
+         tried: {}a ping (answered within 5 s by a running daemon, 30 s over ssh), then negotiating the API version.\n  \
          help: start the daemon (`sudo systemctl start docker`), point DOCKER_HOST at a running one \
-         (e.g. unix:///var/run/docker.sock or tcp://127.0.0.1:2375), and check that this user may \
-         open the socket (`docker info` must work)"
+         (e.g. unix:///var/run/docker.sock, tcp://127.0.0.1:2375 or ssh://user@host), or pick a docker \
+         context (`docker context use NAME`), and check that this user may reach it (`docker info` must work; \
+         for ssh://, `ssh user@host docker version` must work without a prompt)",
+        if .tried.is_empty() { String::new() } else { format!("{}; then ", .tried) }
     )]
     DaemonUnreachable {
-        /// What was tried: DOCKER_HOST, or the default socket.
+        /// The daemon tried and what chose it: DOCKER_HOST, a docker context, a socket found.
         host: String,
         /// The underlying failure, as text.
+        reason: String,
+        /// What was looked at before it (when DOCKER_HOST is unset), e.g. "docker context (default)".
+        tried: String,
+    },
+
+    /// The daemon is reached over TLS (DOCKER_TLS_VERIFY, or a context with certificates)
+    /// and the TLS side failed: files missing or unreadable, or a certificate refused.
+    #[error(
+        "cannot reach the Docker daemon at {host} over TLS: {reason}.\n  \
+         certificates from: {cert_path}\n  \
+         help: that directory needs ca.pem (the CA that signed the daemon's certificate), cert.pem \
+         and key.pem (this client's, signed by a CA the daemon trusts), as the docker CLI reads them; \
+         check `docker --tlsverify info` with the same DOCKER_HOST and DOCKER_CERT_PATH, and that the \
+         daemon's certificate names the host you connect to (an IP SAN for an address)"
+    )]
+    DaemonTls {
+        /// The daemon tried and what chose it.
+        host: String,
+        /// Where the certificates were read (and what said so), e.g. "/certs (DOCKER_CERT_PATH)".
+        cert_path: String,
+        /// What failed: a missing file, "invalid peer certificate: UnknownIssuer", ….
         reason: String,
     },
 
@@ -75,6 +98,26 @@ pub enum Error {
         attempts: u32,
         /// Whether the image is known not to exist (no retry was made).
         not_found: bool,
+    },
+
+    /// A registry refused a pull for want of valid credentials, or they could not be found.
+    #[error(
+        "pulling {image} from {registry} needs credentials the registry accepts: {message}\n  \
+         credentials looked for in: {looked}\n  \
+         help: log in as the docker CLI does (`docker login {registry}`, with the DOCKER_CONFIG the \
+         tests see), set DOCKER_AUTH_CONFIG to a config's JSON with an `auths` entry for {registry}, \
+         or fix the credential helper named there"
+    )]
+    RegistryAuth {
+        /// The reference pulled.
+        image: String,
+        /// The registry (`docker.io` for Docker Hub).
+        registry: String,
+        /// Where credentials were looked for, in order, and what was found there (never
+        /// the secret).
+        looked: String,
+        /// The registry's, the daemon's or the credential helper's answer.
+        message: String,
     },
 
     /// The pinned reference no longer points at the image the session resolved.

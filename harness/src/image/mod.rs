@@ -1,17 +1,25 @@
-//! The session image: resolved (and pulled if need be) once per session across every test
-//! process, through a mirror when one is set, and checked unchanged by every context.
+//! Images: the session image and every image a test names (`ContainerSpec::with_image`, a
+//! build's `FROM`) are resolved the same way: pulled if need be at most once per session
+//! across every test process, under one pull policy (`DOCKER_HARNESS_PULL`), through the
+//! mirror when one is set, with the credentials the docker CLI would send, and checked
+//! unchanged by every context that uses them.
+//!
+//! Pulled images stay on the daemon when the session ends, as the session image does: an
+//! image is the machine's cache, shared by other sessions and by its owner's own work, and
+//! it carries its author's labels, not the harness's. Each pull is listed in the session's
+//! `pulls.jsonl`.
 
 pub(crate) mod build;
+mod pull;
 mod reference;
 
-use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
-use bollard::query_parameters::{CreateImageOptions, RemoveImageOptions, TagImageOptions};
+use bollard::query_parameters::{RemoveImageOptions, TagImageOptions};
 use bollard::Docker;
-use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 
+use self::pull::Failure;
 use self::reference::{mirrored, split_tag};
 use crate::config::{settings, PullPolicy};
 use crate::engine::{self, is_404};
@@ -68,35 +76,81 @@ pub fn reference() -> Result<String> {
 /// # Ok(()) }
 /// ```
 pub async fn session_image() -> Result<SessionImage> {
-    blocking::run(resolve_once()).await
+    blocking::run(async { resolve_once(&settings()?.image).await }).await
 }
 
 /// Resolves the session image and checks it still is what the session resolved.
 pub(crate) async fn session_image_checked() -> Result<SessionImage> {
-    blocking::run(async {
-        let img = resolve_once().await?;
-        verify(&docker::client().await?, &img).await?;
-        Ok(img)
-    })
-    .await
+    blocking::run(async { checked(&settings()?.image).await }).await
 }
 
-async fn resolve_once() -> Result<SessionImage> {
+/// Resolves any image as the session image is resolved: present, or pulled (through the
+/// mirror, with the docker CLI's credentials) at most once per session across processes,
+/// under `DOCKER_HARNESS_PULL`. What a container of `reference` should name is the answer's
+/// `reference` (the same, unless a digest reference came through the mirror).
+///
+/// # Errors
+/// As [`session_image`], and [`Error::RegistryAuth`] when the registry wants credentials
+/// that were not found or were refused.
+#[allow(dead_code, reason = "for image builds, whose FROM images are resolved as any other")]
+pub(crate) async fn ensure(reference: &str) -> Result<SessionImage> {
+    let reference = reference.to_string();
+    blocking::run(async move { resolve_once(&reference).await }).await
+}
+
+/// [`ensure`], then a check that the reference still names the image the session resolved
+/// (what each context does once for each image it uses).
+pub(crate) async fn ensure_checked(reference: &str) -> Result<SessionImage> {
+    let reference = reference.to_string();
+    blocking::run(async move { checked(&reference).await }).await
+}
+
+/// Records an image this session made itself (a build) as resolved, so that [`ensure`]
+/// takes it as it is under every pull policy instead of asking a registry for it.
+///
+/// # Errors
+/// [`Error::State`] when the session's state cannot be written.
+#[allow(dead_code, reason = "for image builds, which name their results and FROM images through ensure")]
+pub(crate) fn record_local(reference: &str, id: &str) -> Result<()> {
+    let sess = session::current()?;
+    std::fs::create_dir_all(sess.state_dir()).map_err(|source| Error::State {
+        action: "create the state directory",
+        path: sess.state_dir().into(),
+        source,
+    })?;
+    let done = sess.state_dir().join(format!("{}.done.json", once_key(reference)));
+    session::write_json(&done, &SessionImage { reference: reference.to_string(), id: id.to_string() })
+}
+
+async fn checked(reference: &str) -> Result<SessionImage> {
+    let img = resolve_once(reference).await?;
+    verify(&docker::client().await?, &img).await?;
+    Ok(img)
+}
+
+/// The session's once-key for a reference: readable, and exact (sanitizing alone would
+/// make `a/b:1` and `a-b:1` one image).
+fn once_key(reference: &str) -> String {
+    // FNV-1a: stable across processes and builds, unlike std's hasher.
+    let hash =
+        reference.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
+    format!("image-{}-{hash:016x}", naming::sanitize(reference))
+}
+
+async fn resolve_once(image: &str) -> Result<SessionImage> {
     let s = settings()?;
     let sess = session::current()?;
-    let key = format!("image-{}", naming::sanitize(&s.image));
+    let key = once_key(image);
     let failed = sess.state_dir().join(format!("{key}.failed.json"));
-    if let Some(e) = recent_failure(&failed, &s.image) {
+    if let Some(e) = recent_failure(&failed, image) {
         return Err(e);
     }
     // A pull can take minutes on a slow link; the others wait for it rather than pull too.
     let result = session::once(sess.state_dir(), &key, Duration::from_secs(900), || async {
-        let r = resolve(&docker::client().await?, &s.image, s.pull, s.mirror.as_deref()).await;
-        if let Err(Error::ImagePull { source_ref, message, .. }) = &r {
-            // Said once for every process waiting behind this one: they fail at once with the
-            // same answer instead of each repeating the retries.
-            let record =
-                FailedPull { source_ref: source_ref.clone(), message: message.clone(), at: labels::unix_now() };
+        let r = resolve(&docker::client().await?, image, s.pull, s.mirror.as_deref()).await;
+        // Said once for every process waiting behind this one: they fail at once with the
+        // same answer instead of each repeating the retries.
+        if let Some(record) = r.as_ref().err().and_then(FailedPull::of) {
             let _ = session::write_json(&failed, &record);
         }
         r
@@ -116,17 +170,45 @@ struct FailedPull {
     source_ref: String,
     message: String,
     at: u64,
+    /// Set for refused credentials: the registry and where they were looked for.
+    #[serde(default)]
+    auth: Option<(String, String)>,
+}
+
+impl FailedPull {
+    fn of(e: &Error) -> Option<FailedPull> {
+        let at = labels::unix_now();
+        match e {
+            Error::ImagePull { source_ref, message, .. } => {
+                Some(FailedPull { source_ref: source_ref.clone(), message: message.clone(), at, auth: None })
+            }
+            Error::RegistryAuth { image, registry, looked, message } => Some(FailedPull {
+                source_ref: image.clone(),
+                message: message.clone(),
+                at,
+                auth: Some((registry.clone(), looked.clone())),
+            }),
+            _ => None,
+        }
+    }
 }
 
 fn recent_failure(path: &std::path::Path, image: &str) -> Option<Error> {
     let f: FailedPull = serde_json::from_slice(&std::fs::read(path).ok()?).ok()?;
     let age = labels::unix_now().saturating_sub(f.at);
-    (age < FAILURE_MEMORY_SECS).then(|| Error::ImagePull {
-        image: image.to_string(),
-        source_ref: f.source_ref,
-        message: format!("{} (as another process of this session found {age} s ago)", f.message),
-        attempts: 0,
-        not_found: classify_pull_error(&f.message) == PullFailure::NotFound,
+    if age >= FAILURE_MEMORY_SECS {
+        return None;
+    }
+    let message = format!("{} (as another process of this session found {age} s ago)", f.message);
+    Some(match f.auth {
+        Some((registry, looked)) => Error::RegistryAuth { image: f.source_ref, registry, looked, message },
+        None => Error::ImagePull {
+            image: image.to_string(),
+            source_ref: f.source_ref,
+            not_found: pull::classify(&f.message) == Failure::NotFound,
+            message,
+            attempts: 0,
+        },
     })
 }
 
@@ -145,6 +227,9 @@ pub(crate) async fn verify(docker: &Docker, img: &SessionImage) -> Result<()> {
 }
 
 async fn resolve(docker: &Docker, image: &str, policy: PullPolicy, mirror: Option<&str>) -> Result<SessionImage> {
+    // An image ID names what is here; no registry has it under that name.
+    let policy =
+        if image.starts_with("sha256:") && policy == PullPolicy::Always { PullPolicy::Missing } else { policy };
     let present = match docker.inspect_image(image).await {
         Ok(i) => i.id,
         Err(e) if is_404(&e) => None,
@@ -159,7 +244,7 @@ async fn resolve(docker: &Docker, image: &str, policy: PullPolicy, mirror: Optio
     }
     let source = mirror.and_then(|m| mirrored(image, m)).unwrap_or_else(|| image.to_string());
     let started = Instant::now();
-    pull_with_retries(docker, image, &source).await?;
+    pull::with_retries(docker, image, &source).await?;
     // Read before the mirror's tag goes: the repository digest is recorded under it.
     let digest =
         docker.inspect_image(&source).await.ok().and_then(|i| i.repo_digests).and_then(|d| d.into_iter().next());
@@ -202,136 +287,4 @@ pub fn pull_records(session_state_dir: &std::path::Path) -> Vec<PullRecord> {
         .lines()
         .filter_map(|l| serde_json::from_str(l).ok())
         .collect()
-}
-
-const ATTEMPTS: u32 = 4;
-
-async fn pull_with_retries(docker: &Docker, image: &str, source: &str) -> Result<()> {
-    let mut backoff = Duration::from_millis(500);
-    for attempt in 1..=ATTEMPTS {
-        let message = match pull(docker, source).await {
-            Ok(()) => return Ok(()),
-            Err(m) => m,
-        };
-        let kind = classify_pull_error(&message);
-        if kind != PullFailure::Transient || attempt == ATTEMPTS {
-            return Err(Error::ImagePull {
-                image: image.to_string(),
-                source_ref: source.to_string(),
-                message,
-                attempts: attempt,
-                not_found: kind == PullFailure::NotFound,
-            });
-        }
-        eprintln!("docker-harness: pulling {source} failed ({message}); retrying in {backoff:?}");
-        tokio::time::sleep(backoff).await;
-        backoff *= 2;
-    }
-    unreachable!("the loop returns on its last attempt")
-}
-
-/// One pull, printing progress at most once a second once it has taken a second.
-async fn pull(docker: &Docker, source: &str) -> std::result::Result<(), String> {
-    let (repo, tag) = split_tag(source);
-    let opts =
-        CreateImageOptions { from_image: Some(repo.to_string()), tag: Some(tag.to_string()), ..Default::default() };
-    let mut stream = docker.create_image(Some(opts), None, None);
-    let started = Instant::now();
-    let mut last_print = started;
-    let mut layers: HashMap<String, (i64, i64)> = HashMap::new();
-    let mut done: HashSet<String> = HashSet::new();
-    while let Some(item) = stream.next().await {
-        let info = item.map_err(|e| match e {
-            bollard::errors::Error::DockerStreamError { error } => error,
-            bollard::errors::Error::DockerResponseServerError { status_code, message } => {
-                format!("{message} (HTTP {status_code})")
-            }
-            other => other.to_string(),
-        })?;
-        if let Some(err) = info.error_detail.and_then(|d| d.message) {
-            return Err(err);
-        }
-        if let Some(id) = info.id {
-            if matches!(info.status.as_deref(), Some("Pull complete" | "Already exists")) {
-                done.insert(id.clone());
-            }
-            if let Some(p) = info.progress_detail {
-                if let (Some(c), Some(t)) = (p.current, p.total) {
-                    layers.insert(id, (c, t));
-                }
-            }
-        }
-        let now = Instant::now();
-        if now.duration_since(started) >= Duration::from_secs(1)
-            && now.duration_since(last_print) >= Duration::from_secs(1)
-        {
-            last_print = now;
-            let (cur, tot) = layers.values().fold((0, 0), |(c, t), (lc, lt)| (c + lc, t + lt));
-            eprintln!(
-                "docker-harness: pulling {source}: {}/{} layers done, {:.1} of {:.1} MB",
-                done.len(),
-                layers.len().max(done.len()),
-                cur as f64 / 1e6,
-                tot as f64 / 1e6
-            );
-        }
-    }
-    Ok(())
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum PullFailure {
-    /// Worth another try: the link or the registry had a moment.
-    Transient,
-    /// The registry says the image does not exist (or is not ours to see).
-    NotFound,
-    /// Anything else: retrying would only repeat it.
-    Other,
-}
-
-fn classify_pull_error(msg: &str) -> PullFailure {
-    let m = msg.to_ascii_lowercase();
-    let any = |needles: &[&str]| needles.iter().any(|n| m.contains(n));
-    if any(&["not found", "manifest unknown", "pull access denied", "repository does not exist", "http 404"]) {
-        PullFailure::NotFound
-    } else if any(&[
-        "connection reset",
-        "connection refused",
-        "i/o timeout",
-        "timeout",
-        "toomanyrequests",
-        "429",
-        "500 internal",
-        "502",
-        "503",
-        "504",
-        "bad gateway",
-        "service unavailable",
-        "unexpected eof",
-        "tls handshake",
-    ]) {
-        PullFailure::Transient
-    } else {
-        PullFailure::Other
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_missing_tag_is_not_retried_but_a_rate_limit_is() {
-        assert_eq!(classify_pull_error("manifest for alpine:9.9 not found: manifest unknown"), PullFailure::NotFound);
-        assert_eq!(
-            classify_pull_error("toomanyrequests: You have reached your pull rate limit"),
-            PullFailure::Transient
-        );
-        assert_eq!(classify_pull_error("read tcp: connection reset by peer"), PullFailure::Transient);
-        assert_eq!(
-            classify_pull_error("received unexpected HTTP status: 503 Service Unavailable"),
-            PullFailure::Transient
-        );
-        assert_eq!(classify_pull_error("dial tcp: lookup registry-1.docker.io: no such host"), PullFailure::Other);
-    }
 }

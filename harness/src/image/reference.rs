@@ -16,6 +16,18 @@ pub(super) fn mirrored(image: &str, mirror: &str) -> Option<String> {
     }
 }
 
+/// The registry a reference is pulled from: its first component when that names a host
+/// (it has a `.` or a `:`, or is `localhost`), else Docker Hub, `docker.io`.
+pub(super) fn registry(reference: &str) -> String {
+    match reference.split_once('/') {
+        Some((first, _)) if first.contains(['.', ':']) || first == "localhost" => match first {
+            "index.docker.io" | "registry-1.docker.io" => "docker.io".to_string(),
+            _ => first.to_string(),
+        },
+        _ => "docker.io".to_string(),
+    }
+}
+
 /// Splits `repo:tag` or `repo@digest` into the repository and the tag or digest (`latest`
 /// when there is neither). A `:` inside a registry's `host:port` is not a tag.
 pub(super) fn split_tag(reference: &str) -> (&str, &str) {
@@ -49,6 +61,16 @@ mod tests {
         assert_eq!(mirrored("ghcr.io/org/img:1", "m:5000"), None);
         assert_eq!(mirrored("127.0.0.1:5055/library/x:1", "m:5000"), None);
         assert_eq!(mirrored("localhost/x:1", "m:5000"), None);
+    }
+
+    #[test]
+    fn the_registry_is_the_first_component_only_when_it_names_a_host() {
+        assert_eq!(registry("alpine:3.19.1"), "docker.io");
+        assert_eq!(registry("someone/tool:1"), "docker.io");
+        assert_eq!(registry("docker.io/library/alpine"), "docker.io");
+        assert_eq!(registry("127.0.0.1:5165/private/app:1"), "127.0.0.1:5165");
+        assert_eq!(registry("ghcr.io/org/img@sha256:ab"), "ghcr.io");
+        assert_eq!(registry("localhost/x"), "localhost");
     }
 
     #[test]

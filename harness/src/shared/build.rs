@@ -42,7 +42,7 @@ pub async fn session_build(spec: BuildSpec) -> Result<BuiltImage> {
         watcher::ensure();
         sweep::preflight().await?;
         let docker = docker::client().await?;
-        let prep = build::prepare(&docker, &spec).await?;
+        let prep = build::prepare(&spec).await?;
         let stem = naming::prefix("build", sess.id());
         let tag = build::tag_for(&stem, spec.logical_name(), &prep.hash);
         let key = format!("build-{}", &prep.hash[..32]);

@@ -111,7 +111,7 @@ pub async fn shared_container(key: &str, spec: ContainerSpec) -> Result<SharedCo
         sweep::preflight().await?;
         let docker = docker::client().await?;
         let image = match spec.image() {
-            Some(i) => i.to_string(),
+            Some(i) => image::ensure_checked(i).await?.reference,
             None => image::session_image_checked().await?.reference,
         };
         for generation in 0..MAX_GENERATIONS {

@@ -197,7 +197,7 @@ pub(crate) struct Prepared {
 }
 
 /// Packs the context and hashes it with everything else that decides what gets built.
-pub(crate) async fn prepare(docker: &Docker, spec: &BuildSpec) -> Result<Prepared> {
+pub(crate) async fn prepare(spec: &BuildSpec) -> Result<Prepared> {
     let (dir, df) = (spec.context.clone(), spec.dockerfile.clone());
     let packed = tokio::task::spawn_blocking(move || context::pack(&dir, &df))
         .await
@@ -219,12 +219,10 @@ pub(crate) async fn prepare(docker: &Docker, spec: &BuildSpec) -> Result<Prepare
     for (k, v) in &spec.args {
         h.update(format!("arg {k}={v}\0"));
     }
+    // Each base is resolved as the session image is (once per session, pull policy, mirror,
+    // credentials), so the builder never pulls on its own, and its ID goes into the hash.
     for base in dockerfile::base_images(&packed.dockerfile_text, &spec.args) {
-        let id = match docker.inspect_image(&base).await {
-            Ok(i) => i.id.unwrap_or_default(),
-            Err(e) if is_404(&e) => "absent".to_string(),
-            Err(e) => return Err(Error::docker(format!("inspect base image {base}"), e)),
-        };
+        let id = super::ensure(&base).await?.id;
         h.update(format!("from {base}={id}\0"));
     }
     let hash: String = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
@@ -262,6 +260,8 @@ pub(crate) async fn build(
         pid: std::process::id(),
     };
     session::append_record(&session::current()?.state_dir().join("builds.jsonl"), &record)?;
+    // Containers of it are then never sent to a registry for it, whatever the pull policy.
+    super::record_local(tag, &id)?;
     Ok(BuiltImage { reference: tag.to_string(), id, content_hash: prep.hash, intermediates: made.images })
 }
 
@@ -294,12 +294,15 @@ pub(crate) fn tag_for(stem: &str, logical: &str, hash: &str) -> String {
 pub(crate) async fn for_scope(scope: Arc<Scope>, spec: BuildSpec) -> Result<ImageGuard> {
     blocking::run(async move {
         let docker = docker::client().await?;
-        let prep = prepare(&docker, &spec).await?;
+        let prep = prepare(&spec).await?;
         let (image, cached) = match spec.cached() {
             Some(ttl) => {
                 let tag = tag_for("dh-cache", &spec.logical, &prep.hash);
                 match from_cache(&docker, &tag, &prep.hash).await? {
-                    Some(hit) => (hit, true),
+                    Some(hit) => {
+                        super::record_local(&hit.reference, &hit.id)?;
+                        (hit, true)
+                    }
                     None => {
                         let mut l = scope.labels_for_new(&HashMap::new());
                         l.insert(labels::KEEP_UNTIL.to_string(), (labels::unix_now() + ttl.as_secs()).to_string());
