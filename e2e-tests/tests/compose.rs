@@ -14,7 +14,7 @@ use std::time::Duration;
 use bollard::query_parameters::{ListContainersOptions, ListNetworksOptions, ListVolumesOptions};
 use bollard::Docker;
 use docker_harness::labels::{MANAGED, TASK};
-use docker_harness::{ComposeSpec, Counts, Error, Kind, TestContext, WaitFor};
+use docker_harness::{ComposeError, ComposeSpec, Counts, Error, Kind, TestContext, WaitFor};
 use rstest::rstest;
 
 use common::{raw, web};
@@ -150,7 +150,7 @@ async fn a_name_parallel_tests_would_share_is_refused_with_a_clear_error(
     let file = compose_file("refused", yaml);
     let err = ctx.compose(ComposeSpec::new("app", &file)).await.expect_err("refused");
     let text = err.to_string();
-    assert!(matches!(err, Error::ComposeFile { .. }), "{err:?}");
+    assert!(matches!(err, Error::Compose(ComposeError::File { .. })), "{err:?}");
     assert!(text.contains(&file.display().to_string()) && text.contains(said), "{text}");
     assert!(text.contains("help: remove") && text.contains("every test that runs the file at once"), "{text}");
     assert!(labelled(&raw().await, ctx.task_id()).await?.is_empty(), "a refused file created something");
@@ -163,7 +163,7 @@ async fn a_file_compose_itself_rejects_fails_with_compose_s_own_words() -> anyho
     ctx.declare(Counts::new(0, 0, 0));
     let file = compose_file("rejected", "services:\n  web:\n    imagex: x\n");
     let err = ctx.compose(ComposeSpec::new("app", &file)).await.expect_err("compose rejects it");
-    let Error::ComposeFailed { project, command, output, .. } = &err else { panic!("{err:?}") };
+    let Error::Compose(ComposeError::Failed { project, command, output, .. }) = &err else { panic!("{err:?}") };
     assert!(project.starts_with(ctx.prefix()) && command.ends_with(" config"), "{err}");
     assert!(output.iter().any(|l| l.contains("imagex")), "compose's own words are missing: {err}");
     assert!(err.to_string().contains("help: "), "{err}");
@@ -190,7 +190,7 @@ async fn a_wait_for_a_service_the_file_lacks_fails_and_leaves_nothing() -> anyho
     let spec = web_and_client("app").with_wait("db", WaitFor::exec(["true"]));
     let err = ctx.compose(spec).await.expect_err("there is no db");
     assert!(
-        matches!(&err, Error::ComposeNoService { service, known, .. } if service == "db" && known.len() == 2),
+        matches!(&err, Error::Compose(ComposeError::NoService { service, known, .. }) if service == "db" && known.len() == 2),
         "{err:?}"
     );
     assert!(err.to_string().contains("it has client, web"), "{err}");
@@ -280,7 +280,9 @@ fn child_has_no_compose_program() {
         let ctx = TestContext::named("compose-missing").unwrap();
         ctx.declare(Counts::new(0, 0, 0));
         match ctx.compose(web_and_client("app")).await {
-            Err(e @ Error::ComposeUnavailable { .. }) => common::report("error", e.to_string().replace('\n', " ")),
+            Err(e @ Error::Compose(ComposeError::Unavailable { .. })) => {
+                common::report("error", e.to_string().replace('\n', " "));
+            }
             other => panic!("expected no compose program, got {other:?}"),
         }
     });

@@ -86,7 +86,7 @@ pub use container::{
 pub use context::TestContext;
 pub use docker::{daemon_version, endpoint, host_address};
 pub use engine::{engine, Engine};
-pub use error::{CleanupFailure, Error, Result, WaitFailure};
+pub use error::{CleanupFailure, ComposeError, Error, Result, WaitFailure};
 #[cfg(feature = "rstest")]
 pub use fixture::ctx;
 pub use image::build::{build_records, BuildRecord, BuildSpec, BuiltImage, ImageGuard, CONTENT_HASH};

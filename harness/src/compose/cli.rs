@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::OnceCell;
 
 use crate::config::{Env, ProcessEnv};
-use crate::error::{Error, Result};
+use crate::error::{ComposeError, Error, Result};
 use crate::session;
 
 /// Names the compose command, as it is typed (`docker-compose`, `docker compose`).
@@ -76,7 +76,7 @@ async fn find(candidates: Vec<Vec<String>>, named: bool) -> Result<Program> {
     if named {
         tried.push(format!("as {COMPOSE_ENV} says; nothing else"));
     }
-    Err(Error::ComposeUnavailable { tried: tried.join(", ") })
+    Err(Error::Compose(ComposeError::Unavailable { tried: tried.join(", ") }))
 }
 
 /// `<argv> version`: the version both compose generations print on their first line
@@ -119,11 +119,13 @@ pub(super) async fn run(
     project: &str,
     limit: Duration,
 ) -> Result<String> {
-    let failed = |status: String, output: Vec<String>| Error::ComposeFailed {
-        project: project.to_string(),
-        command: program.display(args),
-        status: format!("{status}; compose {}", program.version),
-        output,
+    let failed = |status: String, output: Vec<String>| {
+        Error::Compose(ComposeError::Failed {
+            project: project.to_string(),
+            command: program.display(args),
+            status: format!("{status}; compose {}", program.version),
+            output,
+        })
     };
     let (first, rest) = program.argv.split_first().ok_or_else(|| failed("an empty command".into(), Vec::new()))?;
     let mut cmd = tokio::process::Command::new(first);

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::container::Container;
-use crate::error::{Error, Result};
+use crate::error::{ComposeError, Error, Result};
 use crate::resource::{Kind, Resource};
 use crate::scope::Scope;
 use crate::{blocking, docker, labels, removal};
@@ -91,7 +91,7 @@ impl ComposeGuard {
     /// and copies, as for any container.
     ///
     /// # Errors
-    /// [`Error::ComposeNoService`] when the project has no running or created container of
+    /// [`ComposeError::NoService`](crate::ComposeError::NoService) when the project has no running or created container of
     /// that service.
     ///
     /// # Example
@@ -103,10 +103,12 @@ impl ComposeGuard {
     /// # Ok(()) }
     /// ```
     pub fn service(&self, name: &str) -> Result<&Container> {
-        self.services.get(name).and_then(|cs| cs.first()).ok_or_else(|| Error::ComposeNoService {
-            project: self.project.clone(),
-            service: name.to_string(),
-            known: self.services.keys().cloned().collect(),
+        self.services.get(name).and_then(|cs| cs.first()).ok_or_else(|| {
+            Error::Compose(ComposeError::NoService {
+                project: self.project.clone(),
+                service: name.to_string(),
+                known: self.services.keys().cloned().collect(),
+            })
         })
     }
 

@@ -13,7 +13,7 @@ use std::path::Path;
 
 use serde_norway::{Mapping, Value};
 
-use crate::error::{Error, Result};
+use crate::error::{ComposeError, Error, Result};
 
 /// A rendered file, and the image each service runs (by service name, in file order).
 #[derive(Debug)]
@@ -31,7 +31,8 @@ pub(super) fn render(
     bind_ip: &str,
     file: &Path,
 ) -> Result<Rendered> {
-    let refuse = |reason: String, help: String| Error::ComposeFile { file: file.to_path_buf(), reason, help };
+    let refuse =
+        |reason: String, help: String| Error::Compose(ComposeError::File { file: file.to_path_buf(), reason, help });
     let unreadable = |what: String| {
         refuse(what, "check that the compose program is docker-compose 1.27 or later, or the plugin".to_string())
     };

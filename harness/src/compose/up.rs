@@ -12,7 +12,7 @@ use futures_util::future::try_join_all;
 use super::{cli, guard::ComposeGuard, render, ComposeSpec};
 use crate::container::{self, WaitFor};
 use crate::engine::is_404;
-use crate::error::{Error, Result};
+use crate::error::{ComposeError, Error, Result};
 use crate::scope::Scope;
 use crate::{blocking, docker, gate, image, labels, removal, session};
 
@@ -92,12 +92,14 @@ fn taken(project: &str) -> Error {
 
 /// The spec's file as an absolute path, once it is known to be readable.
 fn readable(file: &Path) -> Result<PathBuf> {
-    let refuse = |reason: String| Error::ComposeFile {
-        file: file.to_path_buf(),
-        reason,
-        help: "give its path relative to the test's working directory (cargo runs tests in the \
+    let refuse = |reason: String| {
+        Error::Compose(ComposeError::File {
+            file: file.to_path_buf(),
+            reason,
+            help: "give its path relative to the test's working directory (cargo runs tests in the \
                package's directory) or an absolute one"
-            .into(),
+                .into(),
+        })
     };
     let path = std::fs::canonicalize(file).map_err(|e| refuse(format!("it cannot be read ({e})")))?;
     std::fs::File::open(&path).map_err(|e| refuse(format!("it cannot be read ({e})")))?;
@@ -139,14 +141,14 @@ async fn images_present(docker: &bollard::Docker, images: &[(String, String)], f
         match docker.inspect_image(image).await {
             Ok(_) => {}
             Err(e) if is_404(&e) => {
-                return Err(Error::ComposeFile {
+                return Err(Error::Compose(ComposeError::File {
                     file: file.to_path_buf(),
                     reason: format!("service {service} runs image {image}, which the daemon does not have"),
                     help: format!(
                         "pull it before the test (`docker pull {image}`), or run the session image with \
                          `image: ${{{IMAGE_VAR}}}`; compose is never let pull or build"
                     ),
-                })
+                }))
             }
             Err(e) => return Err(Error::docker(format!("inspect image {image} of service {service}"), e)),
         }

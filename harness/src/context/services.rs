@@ -13,8 +13,8 @@ impl TestContext {
     /// build once for the whole session instead, see [`crate::session_build`].
     ///
     /// # Errors
-    /// [`Error::BuildFailed`] naming the step that failed, with the build's last lines
-    /// (what the build made by then is removed); [`Error::BuildContext`] for a context or
+    /// [`Error::BuildFailed`](crate::Error::BuildFailed) naming the step that failed, with the build's last lines
+    /// (what the build made by then is removed); [`Error::BuildContext`](crate::Error::BuildContext) for a context or
     /// Dockerfile that cannot be read; otherwise as [`TestContext::network`].
     ///
     /// [`BuiltImage::reference`]: crate::BuiltImage::reference
@@ -58,9 +58,9 @@ impl TestContext {
     /// ```
     ///
     /// # Errors
-    /// [`Error::ComposeUnavailable`] when no compose program runs; [`Error::ComposeFile`]
+    /// [`ComposeError::Unavailable`](crate::ComposeError::Unavailable) when no compose program runs; [`ComposeError::File`](crate::ComposeError::File)
     /// when the file cannot be read, names a `container_name` or a fixed network or volume
-    /// `name:`, or an image the daemon does not have; [`Error::ComposeFailed`] when compose
+    /// `name:`, or an image the daemon does not have; [`ComposeError::Failed`](crate::ComposeError::Failed) when compose
     /// fails (its last lines of output); the wait errors as for
     /// [`TestContext::container`]. On any of them, what compose created is removed.
     pub async fn compose(&self, spec: ComposeSpec) -> Result<ComposeGuard> {

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-/// What a failed wait saw: [`Error::WaitTimeout`] and [`Error::ExitedWhileWaiting`].
+/// What a failed wait saw: [`Error::WaitTimeout`](crate::Error::WaitTimeout) and [`Error::ExitedWhileWaiting`](crate::Error::ExitedWhileWaiting).
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct WaitFailure {
