@@ -147,7 +147,7 @@ mod tests {
         p.feed("half a li");
         let t = p.tail();
         assert_eq!(t.len(), TAIL + 1);
-        assert_eq!(t.first().map(String::as_str), Some("line 26"));
+        assert_eq!(t.first().map(String::as_str), Some("line 25"));
         assert_eq!(t.last().map(String::as_str), Some("half a li"));
     }
 }
