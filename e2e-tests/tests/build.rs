@@ -239,3 +239,51 @@ async fn a_killed_builders_image_and_what_its_build_made_go_at_the_next_sweep() 
     }
     Ok(())
 }
+
+#[test]
+#[ignore = "run as a child"]
+fn child_builds_one_for_itself_and_one_for_the_cache_and_waits() {
+    common::as_child(|| async {
+        let dir = PathBuf::from(std::env::var("DH_BUILD_CONTEXT").unwrap());
+        let ctx = TestContext::named("terminated-builder").unwrap();
+        ctx.declare(Counts::new(0, 0, 0).with_images(2));
+        let own = ctx.build(spec("own", &dir).await.unwrap()).await.unwrap();
+        let cached = ctx.build(spec("cached", &dir).await.unwrap().cache_for(Duration::from_secs(600))).await.unwrap();
+        common::report(
+            "own",
+            std::iter::once(&own.reference).chain(&own.intermediates).cloned().collect::<Vec<_>>().join(","),
+        );
+        common::report("cached", &cached.reference);
+        common::report("task", ctx.task_id());
+        common::report("ready", 1);
+        tokio::time::sleep(Duration::from_secs(600)).await;
+    });
+}
+
+#[tokio::test]
+async fn sigterm_removes_a_tests_build_but_keeps_what_the_build_cache_holds() -> anyhow::Result<()> {
+    let docker = common::raw().await;
+    let dir = copy_of_fixture("terminated");
+    std::fs::write(dir.join("greeting.txt"), format!("terminated {}\n", uuid::Uuid::new_v4()))?;
+    let mut cmd = common::child(
+        "child_builds_one_for_itself_and_one_for_the_cache_and_waits",
+        &[("DH_BUILD_CONTEXT", dir.to_str().unwrap())],
+    );
+    cmd.stdout(std::process::Stdio::piped());
+    let mut child = cmd.spawn()?;
+    let seen = common::until_ready(&mut child);
+    common::signal(&child, "TERM");
+    let status = child.wait()?;
+    assert!(!status.success(), "the child ends on SIGTERM: {status}");
+    let own: Vec<&str> = seen.get("own").expect("the child's own build").split(',').collect();
+    for r in &own {
+        assert!(!image_exists(&docker, r).await, "{r} went with the SIGTERM");
+    }
+    let cached = seen.get("cached").expect("the child's cached build");
+    assert!(image_exists(&docker, cached).await, "the build cache's {cached} is kept through SIGTERM");
+    let (removed, failed) = docker_harness::sweep::clean(vec![format!("docker-harness.task={}", seen["task"])]).await?;
+    assert!(failed.is_empty(), "{failed:?}");
+    assert!(removed.iter().any(|r| &r.name == cached), "{removed:?}");
+    assert!(!image_exists(&docker, cached).await, "clean --task removes the cached image");
+    Ok(())
+}
