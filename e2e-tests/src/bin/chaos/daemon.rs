@@ -76,7 +76,8 @@ pub(crate) async fn all(d: &Docker) -> anyhow::Result<Vec<Res>> {
     let mut out = Vec::new();
     let opts = ListContainersOptionsBuilder::default().all(true).build();
     for c in d.list_containers(Some(opts)).await.context("list containers")? {
-        let name = c.names.unwrap_or_default().first().map(|n| n.trim_start_matches('/').to_string()).unwrap_or_default();
+        let name =
+            c.names.unwrap_or_default().first().map(|n| n.trim_start_matches('/').to_string()).unwrap_or_default();
         out.push(Res { kind: "container", id: c.id.unwrap_or_default(), name, labels: c.labels.unwrap_or_default() });
     }
     for n in d.list_networks(None::<ListNetworksOptions>).await.context("list networks")? {

@@ -90,8 +90,7 @@ fn prepare(setup: &trial::Setup, args: &Args) -> anyhow::Result<Vec<(String, Str
         "cargo nextest list --list-type binaries-only",
     )?;
     std::fs::write(&setup.binaries, bins)?;
-    let meta =
-        sh(Command::new("cargo").current_dir(ws).args(["metadata", "--format-version", "1"]), "cargo metadata")?;
+    let meta = sh(Command::new("cargo").current_dir(ws).args(["metadata", "--format-version", "1"]), "cargo metadata")?;
     std::fs::write(&setup.metadata, meta)?;
     let list: serde_json::Value = serde_json::from_slice(&list)?;
     let excluded: Vec<&str> = args.exclude_binaries.split_whitespace().chain(["chaos"]).collect();
@@ -178,7 +177,7 @@ fn trials(
         let unlabelled_before = daemon::unlabelled(&rt.block_on(daemon::all(d))?);
         let done = trial::run(setup, &plan, &token)?;
         let left = rt.block_on(table::measure(d, &done, &token, place, canaries, &unlabelled_before))?;
-        tally.add(i, seed, &done, left);
+        tally.add(i, seed, &done, &left);
     }
     tally.wall = started.elapsed();
     Ok(tally)

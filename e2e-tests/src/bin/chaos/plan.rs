@@ -37,7 +37,8 @@ impl Plan {
         let kill = match r.range(0, 2) {
             0 => Kill::Timeout { period_ms: r.range(100, 5000), grace_ms: r.range(0, 5000) },
             1 => {
-                let mut at: Vec<(u64, bool)> = (0..r.range(1, 4)).map(|_| (r.range(200, 6000), r.chance(1, 2))).collect();
+                let mut at: Vec<(u64, bool)> =
+                    (0..r.range(1, 4)).map(|_| (r.range(200, 6000), r.chance(1, 2))).collect();
                 at.sort_unstable();
                 let nextest = r.chance(1, 4).then(|| (r.range(500, 8000), r.chance(1, 2)));
                 let watcher = r.chance(1, 4).then(|| (r.range(500, 8000), r.chance(1, 2)));

@@ -79,8 +79,11 @@ fn scan(marked: impl Fn(&str) -> bool) -> Vec<Proc> {
         let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
         let Some((ppid, start)) = stat(pid) else { continue };
         let Ok(raw) = fs::read(format!("/proc/{pid}/environ")) else { continue };
-        let env: Vec<String> =
-            raw.split(|b| *b == 0).filter(|kv| !kv.is_empty()).map(|kv| String::from_utf8_lossy(kv).into_owned()).collect();
+        let env: Vec<String> = raw
+            .split(|b| *b == 0)
+            .filter(|kv| !kv.is_empty())
+            .map(|kv| String::from_utf8_lossy(kv).into_owned())
+            .collect();
         // Read before and after the environment: a PID reused in between is left out.
         if !env.iter().any(|kv| marked(kv)) || !alive(pid, start) {
             continue;

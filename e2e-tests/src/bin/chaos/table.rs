@@ -29,9 +29,9 @@ pub(crate) struct Leftovers {
 }
 
 fn the_trials<'a>(all: &'a [Res], done: &'a Done) -> impl Iterator<Item = &'a Res> {
-    all.iter().filter(|r| r.labels.contains_key(daemon::MANAGED)).filter(|r| {
-        done.sessions.contains(r.session()) || r.owner().is_some_and(|o| done.owners.contains(&o))
-    })
+    all.iter()
+        .filter(|r| r.labels.contains_key(daemon::MANAGED))
+        .filter(|r| done.sessions.contains(r.session()) || r.owner().is_some_and(|o| done.owners.contains(&o)))
 }
 
 fn marked(token: &str) -> Vec<procs::Proc> {
@@ -116,7 +116,7 @@ pub(crate) struct Tally {
 }
 
 impl Tally {
-    pub(crate) fn add(&mut self, i: u32, seed: u64, done: &Done, l: Leftovers) {
+    pub(crate) fn add(&mut self, i: u32, seed: u64, done: &Done, l: &Leftovers) {
         self.trials += 1;
         let k = [done.timeouts, done.sigterm, done.sigkill, done.faults, done.nextest_killed, done.watcher_killed];
         for (sum, n) in self.kills.iter_mut().zip(k) {
@@ -148,7 +148,10 @@ impl Tally {
         );
         eprintln!("{summary}");
         if !what.is_empty() {
-            eprintln!("chaos: trial {i} FAILED (replay: CHAOS_SEED={seed:#x} make chaos TRIALS=1; log {}):", done.log.display());
+            eprintln!(
+                "chaos: trial {i} FAILED (replay: CHAOS_SEED={seed:#x} make chaos TRIALS=1; log {}):",
+                done.log.display()
+            );
             for w in &what {
                 eprintln!("  {w}");
             }
@@ -158,7 +161,7 @@ impl Tally {
 
     pub(crate) fn print(&self) {
         let row = |k: &str, v: String| println!("chaos: {k:<44} {v}");
-        println!("chaos: {:<44} {}", "measure", "value");
+        println!("chaos: {:<44} value", "measure");
         row("trials", self.trials.to_string());
         row("tests killed by their slow-timeout profile", self.kills[0].to_string());
         row("tests sent SIGTERM", self.kills[1].to_string());
@@ -168,7 +171,10 @@ impl Tally {
         row("watchers killed (SIGTERM or SIGKILL)", self.kills[5].to_string());
         row("left at 2 s: max per trial / total", format!("{} / {}", self.left2.0, self.left2.1));
         row("left at 10 s: max per trial / total", format!("{} / {}", self.left10.0, self.left10.1));
-        row("  not counted: kept / shared / other-host", format!("{} / {} / {}", self.kept, self.shared, self.other_host));
+        row(
+            "  not counted: kept / shared / other-host",
+            format!("{} / {} / {}", self.kept, self.shared, self.other_host),
+        );
         row("processes left at 10 s: max / total", format!("{} / {}", self.procs.0, self.procs.1));
         row("made without the harness's labels", self.unlabelled.to_string());
         row("foreign resources touched (canaries)", self.foreign.to_string());

@@ -144,7 +144,11 @@ pub(crate) fn run(setup: &Setup, plan: &Plan, token: &str) -> anyhow::Result<Don
                 on_watcher = None;
                 if procs::signal(w, kill) {
                     done.watcher_killed += 1;
-                    eprintln!("chaos:   {} the watcher, {} (at {at} ms)", if kill { "SIGKILL" } else { "SIGTERM" }, w.describe());
+                    eprintln!(
+                        "chaos:   {} the watcher, {} (at {at} ms)",
+                        if kill { "SIGKILL" } else { "SIGTERM" },
+                        w.describe()
+                    );
                 }
             }
         }
@@ -165,10 +169,14 @@ pub(crate) fn run(setup: &Setup, plan: &Plan, token: &str) -> anyhow::Result<Don
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    // Test processes a killed nextest orphaned finish on their own; wait for them.
+    // Test processes a killed nextest orphaned finish on their own; wait for them. What a
+    // test's program started (the harness's marker) is measured as left, not waited for.
     let orphans = Instant::now();
     loop {
-        let left: Vec<Proc> = observe(token, &mut done).into_iter().filter(|p| p.var("NEXTEST_TEST_NAME").is_some()).collect();
+        let left: Vec<Proc> = observe(token, &mut done)
+            .into_iter()
+            .filter(|p| p.var("NEXTEST_TEST_NAME").is_some() && p.var(procs::TASK_ENV).is_none())
+            .collect();
         if left.is_empty() {
             break;
         }
@@ -185,8 +193,11 @@ pub(crate) fn run(setup: &Setup, plan: &Plan, token: &str) -> anyhow::Result<Don
     session_dirs(&setup.state, 6, &mut after);
     done.sessions.extend(after.difference(&before).cloned());
     let text = std::fs::read_to_string(&log).unwrap_or_default();
-    let timed_out: HashSet<&str> =
-        text.lines().filter_map(|l| l.trim_start().strip_prefix("TIMEOUT").map(str::trim)).filter_map(|l| l.split("] ").nth(1)).collect();
+    let timed_out: HashSet<&str> = text
+        .lines()
+        .filter_map(|l| l.trim_start().strip_prefix("TIMEOUT").map(str::trim))
+        .filter_map(|l| l.split("] ").nth(1))
+        .collect();
     done.timeouts = timed_out.len() as u64;
     if let Kill::Fault { .. } = plan.kill {
         done.faults = u64::from(text.contains("chaos: ") && text.contains("creates"));
