@@ -23,7 +23,7 @@ PODMAN := scripts/podman.sh
 # Steps of `make test`, in order; append new ones here. `leftovers` always
 # runs last, even after a failed step. Each step's wall time is printed after
 # it, and a table of all of them with the total at the end.
-TEST_STEPS := lint unit e2e audit e2e-concurrent e2e-cold doctest e2e-shared e2e-remote e2e-shards e2e-ownership e2e-build e2e-compose e2e-registry e2e-daemons e2e-tls e2e-ssh podman-smoke
+TEST_STEPS := lint unit e2e audit e2e-concurrent e2e-cold doctest e2e-shared e2e-remote e2e-shards e2e-ownership e2e-build e2e-compose e2e-registry e2e-daemons e2e-tls e2e-ssh podman-smoke chaos
 
 # Slow or special e2e test binaries (builds, compose, TLS, namespaces, chaos, faults):
 # each runs in a step of its own, and is left out of every step that re-runs the suite
@@ -44,7 +44,7 @@ TEST_STEPS := lint unit e2e audit e2e-concurrent e2e-cold doctest e2e-shared e2e
 # Recipes that run the suite pass $(SUITE_FILTER_ARGS), or $(call suite_filter,EXPR) for a
 # selection; scripts get the filterset as DH_SUITE_FILTER (see dh_suite_filter in
 # scripts/lib.sh). A special step that runs a script gives it `DH_SUITE_FILTER=`.
-SPECIAL_BINARIES := ownership build compose registry daemons
+SPECIAL_BINARIES := ownership build compose registry daemons chaos
 empty :=
 space := $(empty) $(empty)
 # $(call binaries,compose tls) is the filterset 'binary(compose) | binary(tls)'.
@@ -67,7 +67,7 @@ JUNIT_DIR := target/nextest/ci
 save_junit = if [[ -f $(JUNIT_DIR)/junit.xml ]]; then mv $(JUNIT_DIR)/junit.xml $(JUNIT_DIR)/junit-$(or $(JUNIT_STEP),$@).xml; fi
 APT_PACKAGES := busybox-static docker-compose docker-registry socat util-linux apache2-utils openssh-server openssl
 
-.PHONY: cycles test deps check-daemon bait-sweep unit e2e audit e2e-concurrent e2e-cold doctest e2e-shared e2e-remote e2e-shards e2e-ownership e2e-build e2e-compose e2e-podman podman-smoke deps-podman e2e-registry e2e-daemons e2e-tls e2e-ssh leftovers fmt lint status reap clean bench
+.PHONY: cycles test deps check-daemon bait-sweep unit e2e audit e2e-concurrent e2e-cold doctest e2e-shared e2e-remote e2e-shards e2e-ownership e2e-build e2e-compose e2e-podman podman-smoke deps-podman e2e-registry e2e-daemons e2e-tls e2e-ssh chaos leftovers fmt lint status reap clean bench
 
 test:
 	@steps=($(TEST_STEPS) leftovers); failed=(); secs=(); results=(); \
@@ -219,6 +219,25 @@ e2e-tls: deps check-daemon bait-sweep
 e2e-ssh: deps check-daemon bait-sweep
 	@rc=0; scripts/e2e-ssh.sh cargo nextest run -p e2e-tests -j8 $(call suite_filter,$(DAEMON_SMOKE)) || rc=$$?; \
 	$(save_junit); exit $$rc
+
+# Random kills at scale (e2e-tests/src/bin/chaos/): each trial runs a random sample of the
+# suite under nextest -j8 and kills tests at random moments (a slow-timeout profile drawn for
+# it, SIGTERM/SIGKILL to tests, nextest and the watcher, or a panic, exit or abort in the
+# chaos test), then asks the daemon what is left after 2 s and 10 s. Anything left after
+# 10 s, touched canaries, unlabelled dh- names or processes left fail it. `make chaos` is
+# the short run in `make test`; `make chaos TRIALS=200` the full one; each trial prints its
+# seed, and `CHAOS_SEED=SEED make chaos TRIALS=1` replays it.
+TRIALS := 4
+# Too slow for a trial: they wait out expiries or long timeouts on purpose.
+CHAOS_SKIP :=
+chaos: deps check-daemon bait-sweep
+	$(CANARY) create
+	@rc=0; \
+	$(WITH_IMAGE) cargo run -q -p e2e-tests --bin chaos -- --trials $(TRIALS) \
+	  --exclude-binaries '$(SPECIAL_BINARIES)' $(patsubst %,--skip %,$(CHAOS_SKIP)) || rc=$$?; \
+	$(CANARY) check || { (( rc )) || rc=1; }; \
+	$(CANARY) remove; \
+	exit $$rc
 
 doctest: deps check-daemon
 	$(WITH_IMAGE) cargo test --doc -p docker-harness
