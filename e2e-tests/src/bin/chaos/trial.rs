@@ -189,6 +189,19 @@ pub(crate) fn run(setup: &Setup, plan: &Plan, token: &str) -> anyhow::Result<Don
         }
         std::thread::sleep(Duration::from_millis(200));
     }
+    if done.watcher_killed > 0 {
+        // With its watcher gone, a session's dead owners wait for the last resort the README
+        // names, the next session's check: run it (as `docker-harness reap`) before measuring.
+        eprintln!("chaos:   the watcher was killed: the next session's check (docker-harness reap) runs first");
+        let status = Command::new("cargo")
+            .current_dir(&setup.workspace)
+            .args(["run", "-q", "-p", "docker-harness-cli", "--", "reap"])
+            .env("DOCKER_HARNESS_STATE_DIR", &setup.state)
+            .stdout(std::process::Stdio::null())
+            .status()
+            .context("run docker-harness reap")?;
+        anyhow::ensure!(status.success(), "docker-harness reap failed: {status}");
+    }
     let mut after = HashSet::new();
     session_dirs(&setup.state, 6, &mut after);
     done.sessions.extend(after.difference(&before).cloned());
