@@ -36,7 +36,7 @@ trap stop_proxy EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-dh_start_detached "$pidfile" "$log" env OPENSSL_CONF="$dir/openssl.cnf" socat "$listen" "UNIX-CONNECT:$socket"
+dh_start_detached "$pidfile" "$log" env OPENSSL_CONF="$dir/openssl.cnf" socat -t 30 "$listen" "UNIX-CONNECT:$socket"
 pid=$DH_STARTED_PID
 
 export DOCKER_HOST="tcp://127.0.0.1:$port" DOCKER_TLS_VERIFY=1 DOCKER_CERT_PATH="$dir/client"
