@@ -10,9 +10,12 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 mod compose;
+mod daemon;
 mod parts;
 
 pub use self::compose::ComposeError;
+pub use self::daemon::DaemonError;
+pub(crate) use self::daemon::{request_timeout, REQUEST_TIMEOUT_SECS};
 pub(crate) use self::parts::indent;
 pub use self::parts::WaitFailure;
 use crate::budget::TeardownReport;
@@ -369,6 +372,10 @@ pub enum Error {
     /// Bringing up or using a compose file failed: see [`ComposeError`].
     #[error(transparent)]
     Compose(#[from] ComposeError),
+
+    /// The daemon stopped answering: see [`DaemonError`].
+    #[error(transparent)]
+    Daemon(#[from] DaemonError),
 }
 
 /// One resource that teardown failed to remove.
@@ -380,12 +387,6 @@ pub struct CleanupFailure {
     pub name: String,
     /// Why it could not be removed.
     pub error: Box<Error>,
-}
-
-impl Error {
-    pub(crate) fn docker(action: impl Into<String>, source: bollard::errors::Error) -> Self {
-        Error::Docker { action: action.into(), source }
-    }
 }
 
 #[cfg(test)]
