@@ -130,8 +130,13 @@ impl Settings {
                 v.parse::<usize>().ok().filter(|n| *n > 0)
             })?
             .unwrap_or(DEFAULT_LOG_LINES),
-            request_timeout: parse(env, "DOCKER_HARNESS_REQUEST_TIMEOUT", "a whole number of seconds, at least 1", parse_secs)?
-                .unwrap_or(DEFAULT_REQUEST_TIMEOUT),
+            request_timeout: parse(
+                env,
+                "DOCKER_HARNESS_REQUEST_TIMEOUT",
+                "a whole number of seconds, at least 1",
+                parse_secs,
+            )?
+            .unwrap_or(DEFAULT_REQUEST_TIMEOUT),
         })
     }
 }
@@ -289,7 +294,10 @@ mod tests {
                 let (named, got, expected) = Settings::from_env(&env).unwrap_err();
                 assert_eq!((named, got.as_str()), (var, *value));
                 let text = Error::InvalidEnv { var: named, value: got, expected }.to_string();
-                assert!(text.contains(var) && text.contains(accepted) && text.contains(&format!("{value:?}")), "{text}");
+                assert!(
+                    text.contains(var) && text.contains(accepted) && text.contains(&format!("{value:?}")),
+                    "{text}"
+                );
                 assert!(text.contains(&format!("help: fix or unset {var}")), "{text}");
             }
         }

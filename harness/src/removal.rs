@@ -284,7 +284,9 @@ pub(crate) async fn found_again(
     let filters: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
     let found = list_labelled(docker, &filters).await.ok()?;
     let r = found.into_iter().find(|r| r.kind == kind && r.name == name)?;
-    eprintln!("docker-harness: the answer to create {kind} {name} was lost ({lost}); found it again by name and labels");
+    eprintln!(
+        "docker-harness: the answer to create {kind} {name} was lost ({lost}); found it again by name and labels"
+    );
     Some(r)
 }
 

@@ -22,9 +22,9 @@ const FIRST_PAUSE: Duration = Duration::from_millis(100);
 /// Whether a failure is worth one more try of an idempotent call.
 pub(crate) fn transient(e: &BollardError) -> bool {
     match e {
-        BollardError::HyperResponseError { .. } | BollardError::HyperLegacyError { .. } | BollardError::IOError { .. } => {
-            true
-        }
+        BollardError::HyperResponseError { .. }
+        | BollardError::HyperLegacyError { .. }
+        | BollardError::IOError { .. } => true,
         // Through the engine's reading: Podman's 500 that means 404 or 409 is not a 500 here.
         BollardError::DockerResponseServerError { .. } => matches!(status_of(e), Some(500 | 502 | 503)),
         _ => false,
@@ -33,7 +33,7 @@ pub(crate) fn transient(e: &BollardError) -> bool {
 
 /// Makes `call` until it succeeds, fails for good, or has been made [`ATTEMPTS`] times;
 /// `what` names it for the line each retry prints.
-pub(crate) async fn idempotent<T, F, Fut>(what: &dyn Fn() -> String, mut call: F) -> Result<T, BollardError>
+pub(crate) async fn idempotent<T, F, Fut>(what: &(dyn Fn() -> String + Sync), mut call: F) -> Result<T, BollardError>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, BollardError>>,
@@ -87,7 +87,13 @@ mod tests {
         let r = rt.block_on(idempotent(&|| "inspect container c".into(), || {
             made += 1;
             let n = made;
-            async move { if n < 3 { Err(server(503, "")) } else { Ok(n) } }
+            async move {
+                if n < 3 {
+                    Err(server(503, ""))
+                } else {
+                    Ok(n)
+                }
+            }
         }));
         assert_eq!(r.unwrap(), 3);
     }

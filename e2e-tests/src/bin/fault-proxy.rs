@@ -9,7 +9,7 @@
 //! teardown. One rule a line, the first that matches and fires wins:
 //!
 //! ```text
-//! # KIND [p=PROBABILITY] [path=REGEX] [method=METHOD] [times=N]
+//! # KIND [p=PROBABILITY] [path=REGEX] [method=METHOD] [times=N] [every=N]
 //! delay=3s       p=0.2 path=/containers/
 //! reset-request  p=0.1 method=GET
 //! reset-response p=0.1 path=/containers/create
@@ -17,7 +17,8 @@
 //! stall          path=/containers/.*/json
 //! ```
 //!
-//! `reset-request` closes the connection once the request has arrived, without forwarding
+//! `every=N` fires on every Nth request that reaches the rule (and passes `p`): a schedule
+//! that never fails one call N times in a row. `reset-request` closes the connection once the request has arrived, without forwarding
 //! it (the daemon never saw it); `reset-response` forwards it, reads the daemon's answer and
 //! closes after half of its head (the daemon did the work, the answer is lost);
 //! `status=CODE` answers itself; `stall` never answers. The path a rule's regex sees has no
@@ -85,6 +86,8 @@ struct Rule {
     path: Option<Regex>,
     method: Option<String>,
     times: Option<u64>,
+    every: Option<u64>,
+    seen: u64,
     fired: u64,
 }
 
@@ -102,14 +105,17 @@ fn parse_rule(line: &str) -> anyhow::Result<Rule> {
         None if kind == "stall" => Fault::Stall,
         _ => bail!("unknown fault {kind:?}: delay=SECS, reset-request, reset-response, status=CODE or stall"),
     };
-    let mut rule = Rule { fault, p: 1.0, path: None, method: None, times: None, fired: 0 };
+    let mut rule = Rule { fault, p: 1.0, path: None, method: None, times: None, every: None, seen: 0, fired: 0 };
     for w in words {
         match w.split_once('=') {
             Some(("p", v)) => rule.p = v.parse().with_context(|| format!("p {v:?}"))?,
             Some(("path", v)) => rule.path = Some(Regex::new(v)?),
             Some(("method", v)) => rule.method = Some(v.to_ascii_uppercase()),
             Some(("times", v)) => rule.times = Some(v.parse().with_context(|| format!("times {v:?}"))?),
-            _ => bail!("unknown rule word {w:?}: p=, path=, method= or times="),
+            Some(("every", v)) => {
+                rule.every = Some(v.parse().ok().filter(|n| *n > 0).with_context(|| format!("every {v:?}"))?)
+            }
+            _ => bail!("unknown rule word {w:?}: p=, path=, method=, times= or every="),
         }
     }
     Ok(rule)
@@ -166,6 +172,11 @@ impl Schedule {
             if !matches {
                 continue;
             }
+            self.rules[i].seen += 1;
+            let r = &self.rules[i];
+            if r.every.is_some_and(|n| r.seen % n != 0) {
+                continue;
+            }
             let p = r.p;
             if self.next_unit() < p {
                 self.rules[i].fired += 1;
@@ -205,7 +216,8 @@ impl Head {
     }
 
     fn wants_upgrade(&self) -> bool {
-        self.header("upgrade").is_some() || self.header("connection").is_some_and(|v| v.to_ascii_lowercase().contains("upgrade"))
+        self.header("upgrade").is_some()
+            || self.header("connection").is_some_and(|v| v.to_ascii_lowercase().contains("upgrade"))
     }
 }
 
@@ -234,10 +246,8 @@ async fn read_head<R: AsyncBufReadExt + Unpin>(r: &mut R) -> anyhow::Result<Opti
     let text = String::from_utf8_lossy(&raw).into_owned();
     let mut lines = text.lines();
     let first = lines.next().unwrap_or_default().to_string();
-    let headers = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
-        .collect();
+    let headers =
+        lines.filter_map(|l| l.split_once(':')).map(|(k, v)| (k.trim().to_string(), v.trim().to_string())).collect();
     Ok(Some(Head { raw, first, headers }))
 }
 
@@ -440,6 +450,8 @@ mod tests {
         assert_eq!((r.p, r.method.as_deref(), r.times), (0.5, Some("GET"), Some(3)));
         assert!(r.path.unwrap().is_match("/v1.41/containers/abc/json"));
         assert_eq!(parse_rule("delay=2.5s").unwrap().fault, Fault::Delay(Duration::from_millis(2500)));
+        assert_eq!(parse_rule("stall every=3").unwrap().every, Some(3));
+        assert!(parse_rule("stall every=0").is_err());
         assert!(parse_rule("explode").is_err());
         assert!(parse_rule("stall p=often").is_err());
     }

@@ -15,7 +15,7 @@ mod parts;
 
 pub use self::compose::ComposeError;
 pub use self::daemon::DaemonError;
-pub(crate) use self::daemon::{request_timeout, REQUEST_TIMEOUT_SECS};
+pub(crate) use self::daemon::REQUEST_TIMEOUT_SECS;
 pub(crate) use self::parts::indent;
 pub use self::parts::WaitFailure;
 use crate::budget::TeardownReport;
