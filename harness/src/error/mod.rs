@@ -307,7 +307,11 @@ pub enum Error {
     },
 
     /// A file of the session state could not be used.
-    #[error("failed to {action} {path}: {source}")]
+    #[error(
+        "failed to {action} {}: {source}.\n  help: the session's state lives under DOCKER_HARNESS_STATE_DIR \
+         (default: <temp dir>/docker-harness-<uid>); point it at a writable directory with room to spare",
+        .path.display()
+    )]
     State {
         /// What was being done.
         action: &'static str,
