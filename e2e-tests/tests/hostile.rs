@@ -42,7 +42,7 @@ fn a_state_directory_with_spaces_and_unicode_works() -> anyhow::Result<()> {
     cmd.env("DOCKER_HARNESS_STATE_DIR", &dir);
     let (ok, text) = output(&mut cmd)?;
     let report = reported(text.as_bytes());
-    assert!(ok && report.get("made").is_some(), "{text}");
+    assert!(ok && report.contains_key("made"), "{text}");
     assert!(dir.join("sessions").is_dir(), "the session's state went to {}", dir.display());
     Ok(())
 }
@@ -55,7 +55,7 @@ fn an_odd_tmpdir_is_where_the_default_state_goes_and_names_the_user() -> anyhow:
     own_session(&mut cmd, "tmpdir");
     cmd.env_remove("DOCKER_HARNESS_STATE_DIR").env("TMPDIR", &tmp);
     let (ok, text) = output(&mut cmd)?;
-    assert!(ok && reported(text.as_bytes()).get("made").is_some(), "{text}");
+    assert!(ok && reported(text.as_bytes()).contains_key("made"), "{text}");
     let uid = std::fs::metadata("/proc/self").map(|m| std::os::unix::fs::MetadataExt::uid(&m))?;
     assert!(tmp.join(format!("docker-harness-{uid}")).join("sessions").is_dir(), "{text}");
     // Unset: std's temp dir, /tmp. The child's state goes there; removed afterwards.
@@ -63,7 +63,7 @@ fn an_odd_tmpdir_is_where_the_default_state_goes_and_names_the_user() -> anyhow:
     let session = own_session(&mut cmd, "notmpdir");
     cmd.env_remove("DOCKER_HARNESS_STATE_DIR").env_remove("TMPDIR");
     let (ok, text) = output(&mut cmd)?;
-    assert!(ok && reported(text.as_bytes()).get("made").is_some(), "{text}");
+    assert!(ok && reported(text.as_bytes()).contains_key("made"), "{text}");
     let state = std::path::Path::new("/tmp").join(format!("docker-harness-{uid}")).join("sessions").join(&session);
     assert!(state.is_dir(), "{}", state.display());
     std::fs::remove_dir_all(&state)?;

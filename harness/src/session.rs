@@ -53,10 +53,10 @@ pub(crate) fn session_id_from(env: &dyn Env) -> Result<String> {
 /// machine keep apart. `TMPDIR` unset means `/tmp` (std's `temp_dir`); a relative one is
 /// taken from the working directory, as every program that reads it does.
 pub(crate) fn state_root() -> PathBuf {
-    state_root_from(&ProcessEnv, std::env::temp_dir(), user_tag())
+    state_root_from(&ProcessEnv, &std::env::temp_dir(), &user_tag())
 }
 
-fn state_root_from(env: &dyn Env, temp: PathBuf, user: String) -> PathBuf {
+fn state_root_from(env: &dyn Env, temp: &Path, user: &str) -> PathBuf {
     env.var("DOCKER_HARNESS_STATE_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| temp.join(format!("docker-harness-{user}")))
@@ -230,10 +230,10 @@ mod tests {
     fn the_default_state_directory_names_the_user_and_the_variable_wins() {
         let none: HashMap<&str, &str> = HashMap::new();
         let tmp = PathBuf::from("/tmp/odd dir/ünï");
-        assert_eq!(state_root_from(&none, tmp.clone(), "1000".into()), tmp.join("docker-harness-1000"));
-        assert_ne!(state_root_from(&none, tmp.clone(), "0".into()), state_root_from(&none, tmp.clone(), "1000".into()));
+        assert_eq!(state_root_from(&none, &tmp, "1000"), tmp.join("docker-harness-1000"));
+        assert_ne!(state_root_from(&none, &tmp, "0"), state_root_from(&none, &tmp, "1000"));
         let set: HashMap<&str, &str> = [("DOCKER_HARNESS_STATE_DIR", "/srv/state")].into();
-        assert_eq!(state_root_from(&set, tmp, "0".into()), PathBuf::from("/srv/state"));
+        assert_eq!(state_root_from(&set, &tmp, "0"), PathBuf::from("/srv/state"));
         assert!(!user_tag().is_empty());
     }
 

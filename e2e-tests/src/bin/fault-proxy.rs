@@ -113,7 +113,7 @@ fn parse_rule(line: &str) -> anyhow::Result<Rule> {
             Some(("method", v)) => rule.method = Some(v.to_ascii_uppercase()),
             Some(("times", v)) => rule.times = Some(v.parse().with_context(|| format!("times {v:?}"))?),
             Some(("every", v)) => {
-                rule.every = Some(v.parse().ok().filter(|n| *n > 0).with_context(|| format!("every {v:?}"))?)
+                rule.every = Some(v.parse().ok().filter(|n| *n > 0).with_context(|| format!("every {v:?}"))?);
             }
             _ => bail!("unknown rule word {w:?}: p=, path=, method=, times= or every="),
         }
@@ -174,7 +174,7 @@ impl Schedule {
             }
             self.rules[i].seen += 1;
             let r = &self.rules[i];
-            if r.every.is_some_and(|n| r.seen % n != 0) {
+            if r.every.is_some_and(|n| !r.seen.is_multiple_of(n)) {
                 continue;
             }
             let p = r.p;

@@ -4,8 +4,6 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use super::Error;
-
 /// The daemon was reached but did not answer in time ([`super::Error::Daemon`]).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -26,19 +24,6 @@ pub enum DaemonError {
         /// How many times the call was tried again first.
         retries: u32,
     },
-}
-
-impl Error {
-    /// A failed call, said with what it was doing. A call that got no answer in time is a
-    /// stalled daemon, whatever the call.
-    pub(crate) fn docker(action: impl Into<String>, source: bollard::errors::Error) -> Self {
-        match source {
-            bollard::errors::Error::RequestTimeoutError => {
-                Error::Daemon(DaemonError::Stalled { action: action.into(), after: request_timeout(), retries: 0 })
-            }
-            source => Error::Docker { action: action.into(), source },
-        }
-    }
 }
 
 /// The client's request timeout in seconds, as the client module set it from the settings

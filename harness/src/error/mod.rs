@@ -3,8 +3,8 @@
 //! resource or which setting was wrong, and ends with a "help:" line that says what to do.
 //!
 //! How a failed call's status code is read (Podman answers 500 where Docker answers 404 or
-//! 409) is engine knowledge: [`Error::status_code`] and its friends are implemented in
-//! `engine`, which is the one place every Podman difference lives.
+//! 409) is engine knowledge: [`Error::status_code`] and its friends (and `Error::docker`, which
+//! reads a failed call) are implemented in `engine`, the one place every Podman difference lives.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -15,7 +15,7 @@ mod parts;
 
 pub use self::compose::ComposeError;
 pub use self::daemon::DaemonError;
-pub(crate) use self::daemon::REQUEST_TIMEOUT_SECS;
+pub(crate) use self::daemon::{request_timeout, REQUEST_TIMEOUT_SECS};
 pub(crate) use self::parts::indent;
 pub use self::parts::WaitFailure;
 use crate::budget::TeardownReport;
