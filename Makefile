@@ -23,7 +23,7 @@ PODMAN := scripts/podman.sh
 # Steps of `make test`, in order; append new ones here. `leftovers` always
 # runs last, even after a failed step. Each step's wall time is printed after
 # it, and a table of all of them with the total at the end.
-TEST_STEPS := lint unit e2e audit e2e-concurrent e2e-cold doctest e2e-shared e2e-remote e2e-shards e2e-ownership e2e-build e2e-compose e2e-registry e2e-daemons e2e-tls e2e-ssh podman-smoke chaos
+TEST_STEPS := lint unit e2e audit e2e-concurrent e2e-cold doctest e2e-shared e2e-remote e2e-shards e2e-ownership e2e-build e2e-compose e2e-registry e2e-daemons e2e-tls e2e-ssh e2e-faults podman-smoke chaos
 
 # Slow or special e2e test binaries (builds, compose, TLS, namespaces, chaos, faults):
 # each runs in a step of its own, and is left out of every step that re-runs the suite
@@ -44,7 +44,7 @@ TEST_STEPS := lint unit e2e audit e2e-concurrent e2e-cold doctest e2e-shared e2e
 # Recipes that run the suite pass $(SUITE_FILTER_ARGS), or $(call suite_filter,EXPR) for a
 # selection; scripts get the filterset as DH_SUITE_FILTER (see dh_suite_filter in
 # scripts/lib.sh). A special step that runs a script gives it `DH_SUITE_FILTER=`.
-SPECIAL_BINARIES := ownership build compose registry daemons chaos
+SPECIAL_BINARIES := ownership build compose registry daemons chaos faults hostile
 empty :=
 space := $(empty) $(empty)
 # $(call binaries,compose tls) is the filterset 'binary(compose) | binary(tls)'.
@@ -67,7 +67,7 @@ JUNIT_DIR := target/nextest/ci
 save_junit = if [[ -f $(JUNIT_DIR)/junit.xml ]]; then mv $(JUNIT_DIR)/junit.xml $(JUNIT_DIR)/junit-$(or $(JUNIT_STEP),$@).xml; fi
 APT_PACKAGES := busybox-static docker-compose docker-registry socat util-linux apache2-utils openssh-server openssl
 
-.PHONY: cycles test deps check-daemon bait-sweep unit e2e audit e2e-concurrent e2e-cold doctest e2e-shared e2e-remote e2e-shards e2e-ownership e2e-build e2e-compose e2e-podman podman-smoke deps-podman e2e-registry e2e-daemons e2e-tls e2e-ssh chaos leftovers fmt lint status reap clean bench
+.PHONY: cycles test deps check-daemon bait-sweep unit e2e audit e2e-concurrent e2e-cold doctest e2e-shared e2e-remote e2e-shards e2e-ownership e2e-build e2e-compose e2e-podman podman-smoke deps-podman e2e-registry e2e-daemons e2e-tls e2e-ssh e2e-faults chaos leftovers fmt lint status reap clean bench
 
 test:
 	@steps=($(TEST_STEPS) leftovers); failed=(); secs=(); results=(); \
@@ -256,6 +256,11 @@ bench: deps check-daemon
 # Fails on anything a run left: whatever carries the harness's docker-harness.managed label,
 # anything named dh-* without it (the harness's names, so either bait or what a program under
 # test made), and the e2e suite's bait (label docker-harness-e2e.bait) under any name.
+# A daemon that misbehaves (through src/bin/fault-proxy.rs) and hostile surroundings (state
+# directories, TMPDIR, garbage settings, two users): outcomes, not timings.
+e2e-faults: deps check-daemon bait-sweep
+	$(call special_step,faults hostile)
+
 leftovers: check-daemon
 	@cols='{{.Label "docker-harness.managed"}}\t{{.Label "docker-harness-e2e.bait"}}'; \
 	all=$$(docker ps -a --format "container\t{{.ID}}\t{{.Names}} ({{.Status}})\t$$cols"); \

@@ -128,7 +128,7 @@ sweep() {
     # One entry at a time, so a live run's directory stays beside a dead one's.
     tidied=0
     local tmp=${TMPDIR:-/tmp}
-    local root=${DOCKER_HARNESS_STATE_DIR:-$tmp/docker-harness}
+    local root=${DOCKER_HARNESS_STATE_DIR:-$tmp/docker-harness-$(id -u)}
     for rec in "$root"/sessions/*/e2e-tmp/* "$tmp"/docker-harness-e2e/* "$tmp"/dh-e2e-files-*; do
         tidy_dir "$rec"
     done

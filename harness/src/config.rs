@@ -90,7 +90,14 @@ pub(crate) struct Settings {
     pub(crate) logs: LogPolicy,
     /// How many of a container's last log lines it prints.
     pub(crate) log_lines: usize,
+    /// How long one call to the daemon may wait for its answer (`DOCKER_HARNESS_REQUEST_TIMEOUT`).
+    pub(crate) request_timeout: Duration,
 }
+
+/// How long one call waits for the daemon's answer unless `DOCKER_HARNESS_REQUEST_TIMEOUT`
+/// says otherwise. Pulls, builds and followed logs stream their bodies past it: it bounds
+/// the wait for their first answer only.
+pub(crate) const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// How many log lines a failed test shows of each container unless
 /// `DOCKER_HARNESS_LOG_LINES` says otherwise.
@@ -123,6 +130,13 @@ impl Settings {
                 v.parse::<usize>().ok().filter(|n| *n > 0)
             })?
             .unwrap_or(DEFAULT_LOG_LINES),
+            request_timeout: parse(
+                env,
+                "DOCKER_HARNESS_REQUEST_TIMEOUT",
+                "a whole number of seconds, at least 1",
+                parse_secs,
+            )?
+            .unwrap_or(DEFAULT_REQUEST_TIMEOUT),
         })
     }
 }
@@ -256,6 +270,43 @@ mod tests {
                 "{text}"
             );
         }
+    }
+
+    /// Every switch this module reads, given garbage: one error that names the variable, the
+    /// value as given and what it accepts.
+    #[test]
+    fn every_switch_given_garbage_names_itself_its_value_and_what_it_accepts() {
+        let table: [(&str, &[&str], &str); 9] = [
+            ("DOCKER_HARNESS_PULL", &["sometimes", "MISSING", "1"], "missing, always or never"),
+            ("DOCKER_HARNESS_REGISTRY_MIRROR", &["http://m:5000", "m:port", "a b:1", ":5000"], "host:port"),
+            ("DOCKER_HARNESS_KEEP", &["yes", "on_failure", "\u{1F4A5}"], "never, on-failure or always"),
+            ("DOCKER_HARNESS_KEEP_TTL", &["0", "-1", "1h", "1e3", "99999999999999999999"], "number of seconds"),
+            ("DOCKER_HARNESS_PREFLIGHT", &["remove", "Clean"], "clean, fail or warn"),
+            ("DOCKER_HARNESS_TTL", &["0", "soon", "3.5"], "number of seconds"),
+            ("DOCKER_HARNESS_LOGS", &["all", "true"], "on-failure, always or never"),
+            ("DOCKER_HARNESS_LOG_LINES", &["0", "-3", "lots"], "at least 1"),
+            ("DOCKER_HARNESS_REQUEST_TIMEOUT", &["0", "2m", "-5", "forever", "1.5"], "seconds, at least 1"),
+        ];
+        for (var, values, accepted) in table {
+            for value in values {
+                let pairs = [(var, *value)];
+                let env: HashMap<&str, &str> = pairs.into_iter().collect();
+                let (named, got, expected) = Settings::from_env(&env).unwrap_err();
+                assert_eq!((named, got.as_str()), (var, *value));
+                let text = Error::InvalidEnv { var: named, value: got, expected }.to_string();
+                assert!(
+                    text.contains(var) && text.contains(accepted) && text.contains(&format!("{value:?}")),
+                    "{text}"
+                );
+                assert!(text.contains(&format!("help: fix or unset {var}")), "{text}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_request_timeout_is_read_in_whole_seconds() {
+        assert_eq!(from(&[]).unwrap().request_timeout, DEFAULT_REQUEST_TIMEOUT);
+        assert_eq!(from(&[("DOCKER_HARNESS_REQUEST_TIMEOUT", " 8 ")]).unwrap().request_timeout, Duration::from_secs(8));
     }
 
     #[test]

@@ -9,7 +9,7 @@ use std::time::Duration;
 use bollard::models::SystemVersion;
 use tokio::sync::OnceCell;
 
-use crate::error::{Error, Result};
+use crate::error::{request_timeout, DaemonError, Error, Result};
 use crate::{blocking, docker};
 
 type ApiResult<T> = std::result::Result<T, bollard::errors::Error>;
@@ -110,6 +110,18 @@ fn podman_status(message: &str) -> u16 {
 }
 
 impl Error {
+    /// A failed call, said with what it was doing. One that got no answer within the
+    /// request timeout is a stalled daemon, whatever the call.
+    pub(crate) fn docker(action: impl Into<String>, source: bollard::errors::Error) -> Self {
+        let action = action.into();
+        match source {
+            bollard::errors::Error::RequestTimeoutError => {
+                Error::Daemon(DaemonError::Stalled { action, after: request_timeout(), retries: 0 })
+            }
+            source => Error::Docker { action, source },
+        }
+    }
+
     /// The Docker status code of a failed API call, if this is one (Podman's 500s that
     /// mean 404 or 409 read as those).
     pub fn status_code(&self) -> Option<u16> {

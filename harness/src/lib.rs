@@ -40,12 +40,13 @@ mod config;
 mod gate;
 // 2. host and daemon: owners and liveness, labels, the docker CLI's configuration (contexts,
 //    credentials), finding the daemon and the client, the engine's differences,
-//    removal and listing, adoption by identity, the session.
+//    which calls are tried again, removal and listing, adoption by identity, the session.
 mod owner;
 pub mod labels;
 mod dockercfg;
 mod docker;
 mod engine;
+mod retry;
 pub mod session;
 mod built;
 mod removal;
@@ -86,7 +87,7 @@ pub use container::{
 pub use context::TestContext;
 pub use docker::{daemon_version, endpoint, host_address};
 pub use engine::{engine, Engine};
-pub use error::{CleanupFailure, ComposeError, Error, Result, WaitFailure};
+pub use error::{CleanupFailure, ComposeError, DaemonError, Error, Result, WaitFailure};
 #[cfg(feature = "rstest")]
 pub use fixture::ctx;
 pub use image::build::{build_records, BuildRecord, BuildSpec, BuiltImage, ImageGuard, CONTENT_HASH};

@@ -12,7 +12,7 @@ use crate::error::{Error, Result};
 use crate::guard::{guard_methods, Armed};
 use crate::resource::{Kind, Resource};
 use crate::scope::Scope;
-use crate::{blocking, docker, engine, gate};
+use crate::{blocking, docker, engine, gate, removal};
 
 /// What network to create. The Docker name is derived from the logical name and the
 /// context's prefix.
@@ -91,10 +91,15 @@ pub(crate) async fn create(scope: Arc<Scope>, spec: NetworkSpec) -> Result<Netwo
         };
         let docker = docker::client().await?;
         let _pass = gate::enter(&format!("create network {name}"))?;
-        let created = engine::past_interface_race(|| docker.create_network(req.clone()))
-            .await
-            .map_err(|e| Error::docker(format!("create network {name}"), e))?;
-        let res = Resource::new(Kind::Network, created.id, name.clone());
+        let labels = req.labels.clone().unwrap_or_default();
+        let id = match engine::past_interface_race(|| docker.create_network(req.clone())).await {
+            Ok(created) => created.id,
+            Err(e) => match removal::found_again(&docker, Kind::Network, &name, &labels, &e).await {
+                Some(r) => r.id,
+                None => return Err(Error::docker(format!("create network {name}"), e)),
+            },
+        };
+        let res = Resource::new(Kind::Network, id, name.clone());
         // Guarded from here on: whatever goes wrong below, the network does not outlive the
         // context.
         let mut guard = NetworkGuard { armed: Armed::new(res, scope), logical: spec.logical };

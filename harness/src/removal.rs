@@ -17,6 +17,7 @@ use crate::built;
 use crate::engine::{self, is_404, status_of};
 use crate::error::{CleanupFailure, Error, Result};
 use crate::resource::{Kind, Resource};
+use crate::retry::idempotent;
 
 /// How long a removal may wait for Docker to let go of a resource (an in-use volume or a
 /// network whose containers are still going) before it reports failure.
@@ -31,17 +32,21 @@ pub(crate) async fn remove(docker: &Docker, kind: Kind, id: &str, name: &str) ->
     let started = Instant::now();
     let mut pause = Duration::from_millis(20);
     loop {
-        let attempt = match kind {
-            Kind::Container => {
-                // Force kills at once: a `sleep` as PID 1 ignores SIGTERM, so a graceful stop
-                // would wait out Docker's full 10 s timeout for nothing.
-                let opts = RemoveContainerOptions { force: true, v: true, link: false };
-                docker.remove_container(id, Some(opts)).await
+        let what = || format!("remove {kind} {name}");
+        let attempt = idempotent(&what, || async {
+            match kind {
+                Kind::Container => {
+                    // Force kills at once: a `sleep` as PID 1 ignores SIGTERM, so a graceful
+                    // stop would wait out Docker's full 10 s timeout for nothing.
+                    let opts = RemoveContainerOptions { force: true, v: true, link: false };
+                    docker.remove_container(id, Some(opts)).await
+                }
+                Kind::Network => docker.remove_network(id).await,
+                Kind::Volume => docker.remove_volume(id, Some(RemoveVolumeOptions { force: false })).await,
+                Kind::Image => unreachable!("images are removed by remove_image"),
             }
-            Kind::Network => docker.remove_network(id).await,
-            Kind::Volume => docker.remove_volume(id, Some(RemoveVolumeOptions { force: false })).await,
-            Kind::Image => unreachable!("images are removed by remove_image"),
-        };
+        })
+        .await;
         match attempt {
             Ok(()) => {}
             // The answer already says it is gone: no inspect to confirm it.
@@ -67,12 +72,16 @@ pub(crate) async fn remove(docker: &Docker, kind: Kind, id: &str, name: &str) ->
 
 /// True once Docker answers 404 for the resource.
 pub(crate) async fn gone(docker: &Docker, kind: Kind, id: &str) -> Result<bool> {
-    let r = match kind {
-        Kind::Container => docker.inspect_container(id, None::<InspectContainerOptions>).await.map(drop),
-        Kind::Network => docker.inspect_network(id, None::<InspectNetworkOptions>).await.map(drop),
-        Kind::Volume => docker.inspect_volume(id).await.map(drop),
-        Kind::Image => docker.inspect_image(id).await.map(drop),
-    };
+    let what = || format!("inspect {kind} {id}");
+    let r = idempotent(&what, || async {
+        match kind {
+            Kind::Container => docker.inspect_container(id, None::<InspectContainerOptions>).await.map(drop),
+            Kind::Network => docker.inspect_network(id, None::<InspectNetworkOptions>).await.map(drop),
+            Kind::Volume => docker.inspect_volume(id).await.map(drop),
+            Kind::Image => docker.inspect_image(id).await.map(drop),
+        }
+    })
+    .await;
     match r {
         Ok(()) => Ok(false),
         Err(e) if is_404(&e) => Ok(true),
@@ -90,7 +99,8 @@ async fn remove_image(docker: &Docker, id: &str, tag: &str) -> Result<()> {
     // is not this one's to take. The image itself goes with its last tag.
     let reference = if tag.is_empty() { id } else { tag };
     let untag = RemoveImageOptions { force: false, noprune: true, ..Default::default() };
-    match docker.remove_image(reference, Some(untag.clone()), None).await {
+    let what = || format!("remove image {reference}");
+    match idempotent(&what, || docker.remove_image(reference, Some(untag.clone()), None)).await {
         Ok(_) => {}
         Err(e) if is_404(&e) => {}
         Err(e) if status_of(&e) == Some(409) => {
@@ -202,9 +212,11 @@ async fn list_containers(
     docker: &Docker,
     filters: &HashMap<String, Vec<String>>,
 ) -> std::result::Result<Vec<bollard::models::ContainerSummary>, bollard::errors::Error> {
-    engine::past_stopped(|| {
-        let opts = ListContainersOptions { all: true, filters: Some(filters.clone()), ..Default::default() };
-        docker.list_containers(Some(opts))
+    idempotent(&|| "list containers".into(), || {
+        engine::past_stopped(|| {
+            let opts = ListContainersOptions { all: true, filters: Some(filters.clone()), ..Default::default() };
+            docker.list_containers(Some(opts))
+        })
     })
     .await
 }
@@ -217,9 +229,12 @@ pub(crate) async fn list_labelled(docker: &Docker, labels: &[String]) -> Result<
         if labels.is_empty() { HashMap::new() } else { HashMap::from([("label".to_string(), labels.to_vec())]) };
     let (containers, networks, volumes, images) = tokio::join!(
         list_containers(docker, &filters),
-        docker.list_networks(Some(ListNetworksOptions { filters: Some(filters.clone()) })),
-        docker.list_volumes(Some(ListVolumesOptions { filters: Some(filters.clone()) })),
-        docker.list_images(Some(ListImagesOptions { filters: Some(filters.clone()), ..Default::default() })),
+        idempotent(&|| "list networks".into(), || docker
+            .list_networks(Some(ListNetworksOptions { filters: Some(filters.clone()) }))),
+        idempotent(&|| "list volumes".into(), || docker
+            .list_volumes(Some(ListVolumesOptions { filters: Some(filters.clone()) }))),
+        idempotent(&|| "list images".into(), || docker
+            .list_images(Some(ListImagesOptions { filters: Some(filters.clone()), ..Default::default() }))),
     );
     let mut out = Vec::new();
     for c in containers.map_err(|e| Error::docker("list containers", e))? {
@@ -249,6 +264,30 @@ pub(crate) async fn list_labelled(docker: &Docker, labels: &[String]) -> Result<
     // lack the managed label. The daemon's filter only narrows; this check decides.
     out.retain(|r| carries_all(&r.labels, labels));
     Ok(out)
+}
+
+/// After a create whose answer was lost on the way (a reset connection, half a response,
+/// a 5xx that may have come from something between), the resource it may have made: the
+/// one of `kind` carrying all of `labels` under exactly `name`. A create is never made
+/// twice; what it made is found again, or it made nothing. `None` when it is not there or
+/// the daemon cannot say.
+pub(crate) async fn found_again(
+    docker: &Docker,
+    kind: Kind,
+    name: &str,
+    labels: &HashMap<String, String>,
+    lost: &bollard::errors::Error,
+) -> Option<Resource> {
+    if !crate::retry::transient(lost) {
+        return None;
+    }
+    let filters: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let found = list_labelled(docker, &filters).await.ok()?;
+    let r = found.into_iter().find(|r| r.kind == kind && r.name == name)?;
+    eprintln!(
+        "docker-harness: the answer to create {kind} {name} was lost ({lost}); found it again by name and labels"
+    );
+    Some(r)
 }
 
 /// True when `labels` satisfies every `key` or `key=value` filter.

@@ -48,12 +48,29 @@ pub(crate) fn session_id_from(env: &dyn Env) -> Result<String> {
 }
 
 /// Where every session's state directory lives: `DOCKER_HARNESS_STATE_DIR`, else
-/// `<temp dir>/docker-harness`.
+/// `<temp dir>/docker-harness-<uid>`. The default names the user: one user's directory,
+/// made with that user's umask, is not another's to write, and two users' sessions on one
+/// machine keep apart. `TMPDIR` unset means `/tmp` (std's `temp_dir`); a relative one is
+/// taken from the working directory, as every program that reads it does.
 pub(crate) fn state_root() -> PathBuf {
-    ProcessEnv
-        .var("DOCKER_HARNESS_STATE_DIR")
+    state_root_from(&ProcessEnv, &std::env::temp_dir(), &user_tag())
+}
+
+fn state_root_from(env: &dyn Env, temp: &Path, user: &str) -> PathBuf {
+    env.var("DOCKER_HARNESS_STATE_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| std::env::temp_dir().join("docker-harness"))
+        .unwrap_or_else(|| temp.join(format!("docker-harness-{user}")))
+}
+
+/// This process's user, as the default state directory names it: its uid where `/proc`
+/// says (the owner of `/proc/self`), else `$USER`, else `user`.
+fn user_tag() -> String {
+    use std::os::unix::fs::MetadataExt;
+    fs::metadata("/proc/self")
+        .map(|m| m.uid().to_string())
+        .ok()
+        .or_else(|| ProcessEnv.var("USER").filter(|u| crate::naming::is_plain_key(u)))
+        .unwrap_or_else(|| "user".into())
 }
 
 /// The session, or the DOCKER_HARNESS_SESSION value it refused (each caller gets a fresh error).
@@ -207,6 +224,17 @@ mod tests {
         let a = session_id_from(&env).unwrap();
         assert!(uuid::Uuid::parse_str(&a).is_ok());
         assert_ne!(a, session_id_from(&env).unwrap());
+    }
+
+    #[test]
+    fn the_default_state_directory_names_the_user_and_the_variable_wins() {
+        let none: HashMap<&str, &str> = HashMap::new();
+        let tmp = PathBuf::from("/tmp/odd dir/ünï");
+        assert_eq!(state_root_from(&none, &tmp, "1000"), tmp.join("docker-harness-1000"));
+        assert_ne!(state_root_from(&none, &tmp, "0"), state_root_from(&none, &tmp, "1000"));
+        let set: HashMap<&str, &str> = [("DOCKER_HARNESS_STATE_DIR", "/srv/state")].into();
+        assert_eq!(state_root_from(&set, &tmp, "0"), PathBuf::from("/srv/state"));
+        assert!(!user_tag().is_empty());
     }
 
     #[test]

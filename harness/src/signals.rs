@@ -83,7 +83,7 @@ async fn cleanup_own() {
             // Inside a keep window (a context that keeps, the build cache): kept on purpose.
             .filter(|r| {
                 let until = r.labels.get(labels::KEEP_UNTIL).and_then(|v| v.parse::<u64>().ok());
-                !until.is_some_and(|t| labels::unix_now() < t)
+                until.is_none_or(|t| labels::unix_now() >= t)
             })
             .collect();
         let failed = removal::remove_in_order(&docker, &mine).await;

@@ -12,7 +12,7 @@ use crate::error::{Error, Result};
 use crate::guard::{guard_methods, Armed};
 use crate::resource::{Kind, Resource};
 use crate::scope::Scope;
-use crate::{blocking, docker, gate};
+use crate::{blocking, docker, gate, removal};
 
 /// What volume to create.
 #[must_use]
@@ -86,8 +86,15 @@ pub(crate) async fn create(scope: Arc<Scope>, spec: VolumeSpec) -> Result<Volume
         };
         let docker = docker::client().await?;
         let _pass = gate::enter(&format!("create volume {name}"))?;
-        let v = docker.create_volume(req).await.map_err(|e| Error::docker(format!("create volume {name}"), e))?;
-        let res = Resource::new(Kind::Volume, v.name.clone(), v.name);
+        let labels = req.labels.clone().unwrap_or_default();
+        let made = match docker.create_volume(req).await {
+            Ok(v) => v.name,
+            Err(e) => match removal::found_again(&docker, Kind::Volume, &name, &labels, &e).await {
+                Some(r) => r.name,
+                None => return Err(Error::docker(format!("create volume {name}"), e)),
+            },
+        };
+        let res = Resource::new(Kind::Volume, made.clone(), made);
         Ok(VolumeGuard { armed: Armed::new(res, scope), logical: spec.logical })
     })
     .await

@@ -4,6 +4,7 @@
 #![allow(dead_code, unreachable_pub)]
 
 mod holder;
+pub mod proxy;
 pub mod services;
 pub mod web;
 

@@ -17,8 +17,9 @@ use super::handle::Container;
 use super::wait::poll;
 use super::{files, follow, ports, ContainerGuard, ContainerSpec};
 use crate::error::{Error, Result};
+use crate::resource::Kind;
 use crate::scope::Scope;
-use crate::{blocking, docker, gate};
+use crate::{blocking, docker, gate, removal};
 
 /// A mount through the API's `Mounts`, never a bind string: a named volume Docker creates
 /// for it then carries `labels` (the harness's), as every volume of the test does.
@@ -175,11 +176,14 @@ pub(crate) async fn create(
     let body = body(spec, image, &labels, &declared)?;
     let _pass = gate::enter(&format!("create container {name}"))?;
     let opts = CreateContainerOptions { name: Some(name.clone()), platform: spec.options.platform() };
-    let created = docker
-        .create_container(Some(opts), body)
-        .await
-        .map_err(|e| Error::docker(format!("create container {name}"), e))?;
-    Ok(Container::new(created.id, name))
+    let id = match docker.create_container(Some(opts), body).await {
+        Ok(created) => created.id,
+        Err(e) => match removal::found_again(docker, Kind::Container, &name, &labels, &e).await {
+            Some(r) => r.id,
+            None => return Err(Error::docker(format!("create container {name}"), e)),
+        },
+    };
+    Ok(Container::new(id, name))
 }
 
 /// Copies the spec's files in and, unless it is created only, starts the container and

@@ -19,7 +19,7 @@ use super::ports;
 use super::wait::{poll, WaitFor};
 use crate::error::{Error, Result};
 use crate::network::NetworkGuard;
-use crate::{blocking, docker};
+use crate::{blocking, docker, retry};
 
 /// A container: its ID and name, and what a test does with it. Cheap to clone; it does not
 /// own the container (a [`ContainerGuard`](crate::ContainerGuard) or the session does).
@@ -225,12 +225,14 @@ impl Container {
     /// Docker's full description of the container.
     ///
     /// # Errors
-    /// [`Error::Docker`] when Docker refuses (404 once it is gone).
+    /// [`Error::Docker`] when Docker refuses (404 once it is gone), after a few tries when
+    /// its answer was lost or a 5xx; [`Error::Daemon`] when it did not answer in time.
     pub async fn inspect(&self) -> Result<ContainerInspectResponse> {
         self.call(|d, c| async move {
-            d.inspect_container(&c.id, None::<InspectContainerOptions>)
+            let what = || format!("inspect container {}", c.name);
+            retry::idempotent(&what, || d.inspect_container(&c.id, None::<InspectContainerOptions>))
                 .await
-                .map_err(|e| Error::docker(format!("inspect container {}", c.name), e))
+                .map_err(|e| Error::docker(what(), e))
         })
         .await
     }

@@ -1,7 +1,8 @@
 //! The process's one Docker client: connected to the daemon the docker CLI would use
 //! (`host`: `DOCKER_HOST`, TLS, contexts, the usual sockets), over a socket, TCP, TLS or
 //! ssh, its API version negotiated once, bounded to 5 s when the daemon is down (30 s over
-//! ssh).
+//! ssh); every later call waits at most the request timeout for its answer, and the
+//! idempotent ones are tried again (`retry`).
 
 mod host;
 #[cfg(feature = "ssh")]
@@ -26,7 +27,7 @@ const SSH_CONNECT_LIMIT: Duration = Duration::from_secs(30);
 /// A daemon that answered its ping is up; its version answer may still be slow (Podman
 /// runs `conmon --version` and the OCI runtime for it, seconds under a parallel suite).
 const NEGOTIATE_LIMIT: Duration = Duration::from_secs(60);
-/// bollard's own request timeout, in seconds.
+/// bollard's request timeout until the settings set it (see `connect`), in seconds.
 const REQUEST_TIMEOUT: u64 = 120;
 
 static CLIENT: OnceCell<Docker> = OnceCell::const_new();
@@ -167,7 +168,10 @@ async fn with_said(base: String, said: &SshSaid) -> String {
 
 async fn connect() -> Result<Docker> {
     let t = target()?;
+    let timeout = crate::config::settings()?.request_timeout;
+    crate::error::REQUEST_TIMEOUT_SECS.store(timeout.as_secs(), std::sync::atomic::Ordering::Relaxed);
     let (docker, said) = client_for(t)?;
+    let docker = docker.with_timeout(timeout);
     let limit = if said.is_some() { SSH_CONNECT_LIMIT } else { CONNECT_LIMIT };
     // Bollard asks for a newer API than Docker 20.10 speaks (1.41); negotiate down once.
     // Clones share the negotiated version, so every later clone speaks it too.

@@ -3,16 +3,19 @@
 //! resource or which setting was wrong, and ends with a "help:" line that says what to do.
 //!
 //! How a failed call's status code is read (Podman answers 500 where Docker answers 404 or
-//! 409) is engine knowledge: [`Error::status_code`] and its friends are implemented in
-//! `engine`, which is the one place every Podman difference lives.
+//! 409) is engine knowledge: [`Error::status_code`] and its friends (and `Error::docker`, which
+//! reads a failed call) are implemented in `engine`, the one place every Podman difference lives.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 mod compose;
+mod daemon;
 mod parts;
 
 pub use self::compose::ComposeError;
+pub use self::daemon::DaemonError;
+pub(crate) use self::daemon::{request_timeout, REQUEST_TIMEOUT_SECS};
 pub(crate) use self::parts::indent;
 pub use self::parts::WaitFailure;
 use crate::budget::TeardownReport;
@@ -304,7 +307,11 @@ pub enum Error {
     },
 
     /// A file of the session state could not be used.
-    #[error("failed to {action} {path}: {source}")]
+    #[error(
+        "failed to {action} {}: {source}.\n  help: the session's state lives under DOCKER_HARNESS_STATE_DIR \
+         (default: <temp dir>/docker-harness-<uid>); point it at a writable directory with room to spare",
+        .path.display()
+    )]
     State {
         /// What was being done.
         action: &'static str,
@@ -369,6 +376,10 @@ pub enum Error {
     /// Bringing up or using a compose file failed: see [`ComposeError`].
     #[error(transparent)]
     Compose(#[from] ComposeError),
+
+    /// The daemon stopped answering: see [`DaemonError`].
+    #[error(transparent)]
+    Daemon(#[from] DaemonError),
 }
 
 /// One resource that teardown failed to remove.
@@ -380,12 +391,6 @@ pub struct CleanupFailure {
     pub name: String,
     /// Why it could not be removed.
     pub error: Box<Error>,
-}
-
-impl Error {
-    pub(crate) fn docker(action: impl Into<String>, source: bollard::errors::Error) -> Self {
-        Error::Docker { action: action.into(), source }
-    }
 }
 
 #[cfg(test)]
