@@ -284,7 +284,7 @@ leftovers: check-daemon
 	  esac; \
 	  printf '%s\n' "$$list" >&2; \
 	done; \
-	sessions=$${DOCKER_HARNESS_STATE_DIR:-$${TMPDIR:-/tmp}/docker-harness}/sessions; \
+	sessions=$${DOCKER_HARNESS_STATE_DIR:-$${TMPDIR:-/tmp}/docker-harness-$$(id -u)}/sessions; \
 	old=$$(find "$$sessions" -mindepth 1 -maxdepth 1 -type d -mtime +0 2>/dev/null || true); \
 	if [[ -n $$old ]]; then \
 	  found=1; \
