@@ -80,7 +80,7 @@ impl NetworkGuard {
 }
 
 pub(crate) async fn create(scope: Arc<Scope>, spec: NetworkSpec) -> Result<NetworkGuard> {
-    blocking::run(async move {
+    blocking::run(crate::docker::calls::why("create", async move {
         let name = scope.name_for(&spec.logical);
         let req = NetworkCreateRequest {
             name: name.clone(),
@@ -91,6 +91,7 @@ pub(crate) async fn create(scope: Arc<Scope>, spec: NetworkSpec) -> Result<Netwo
         };
         let docker = docker::client().await?;
         let _pass = gate::enter(&format!("create network {name}"))?;
+        crate::docker::calls::note("network", "create_network");
         let created = engine::past_interface_race(|| docker.create_network(req.clone()))
             .await
             .map_err(|e| Error::docker(format!("create network {name}"), e))?;
@@ -112,7 +113,7 @@ pub(crate) async fn create(scope: Arc<Scope>, spec: NetworkSpec) -> Result<Netwo
         let ours = guard.id().to_string();
         let removed = guard.armed.remove().await;
         Err(name_taken(&name, &others, &ours, removed.err()))
-    })
+    }))
     .await
 }
 

@@ -76,7 +76,7 @@ impl VolumeSpec {
 }
 
 pub(crate) async fn create(scope: Arc<Scope>, spec: VolumeSpec) -> Result<VolumeGuard> {
-    blocking::run(async move {
+    blocking::run(crate::docker::calls::why("create", async move {
         let name = scope.name_for(&spec.logical);
         let req = VolumeCreateRequest {
             name: Some(name.clone()),
@@ -86,9 +86,10 @@ pub(crate) async fn create(scope: Arc<Scope>, spec: VolumeSpec) -> Result<Volume
         };
         let docker = docker::client().await?;
         let _pass = gate::enter(&format!("create volume {name}"))?;
+        crate::docker::calls::note("volume", "create_volume");
         let v = docker.create_volume(req).await.map_err(|e| Error::docker(format!("create volume {name}"), e))?;
         let res = Resource::new(Kind::Volume, v.name.clone(), v.name);
         Ok(VolumeGuard { armed: Armed::new(res, scope), logical: spec.logical })
-    })
+    }))
     .await
 }
