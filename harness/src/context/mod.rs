@@ -249,8 +249,7 @@ impl TestContext {
     /// The session image's reference, checked once per context: every test sees whether the
     /// image changed under it, without an inspect for each of its containers.
     async fn session_image(&self) -> Result<String> {
-        let check = || calls::why("context", image::session_image_checked());
-        Ok(self.image.get_or_try_init(check).await?.reference.clone())
+        Ok(self.image.get_or_try_init(image::session_image_checked).await?.reference.clone())
     }
 
     /// Runs the test's body and marks the test failed when it returns `Err`, which no Drop

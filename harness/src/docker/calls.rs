@@ -1,5 +1,6 @@
 //! Every Docker call the harness makes, counted by the module that asked, the operation and
-//! why (the phase of a test it served: process start, context, create, teardown, …), so
+//! why (the phase of a test it served: process start, context, create, teardown; a call
+//! outside any of them is the test's own `use`), so
 //! that what a test process costs can be read call by call instead of guessed from timings.
 //!
 //! Counting is always on: a counter bump next to an HTTP round trip costs nothing
@@ -35,7 +36,7 @@ pub(crate) async fn why<F: Future>(why: &'static str, fut: F) -> F::Output {
 
 /// One call by `module`, of `op`, for the phase the current task is in.
 pub(crate) fn note(module: &'static str, op: &'static str) {
-    let why = WHY.try_with(|w| *w).unwrap_or("other");
+    let why = WHY.try_with(|w| *w).unwrap_or("use");
     note_as(module, op, why);
 }
 
@@ -87,8 +88,8 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_call_is_counted_under_the_innermost_why_and_outside_any_as_other() {
-        let before = (count("unit", "op", "outer"), count("unit", "op", "inner"), count("unit", "op", "other"));
+    async fn a_call_is_counted_under_the_innermost_why_and_outside_any_as_use() {
+        let before = (count("unit", "op", "outer"), count("unit", "op", "inner"), count("unit", "op", "use"));
         why("outer", async {
             note("unit", "op");
             why("inner", async { note("unit", "op") }).await;
@@ -97,6 +98,6 @@ mod tests {
         note("unit", "op");
         assert_eq!(count("unit", "op", "outer"), before.0 + 1);
         assert_eq!(count("unit", "op", "inner"), before.1 + 1);
-        assert_eq!(count("unit", "op", "other"), before.2 + 1);
+        assert_eq!(count("unit", "op", "use"), before.2 + 1);
     }
 }

@@ -81,7 +81,7 @@ pub async fn session_image() -> Result<SessionImage> {
 
 /// Resolves the session image and checks it still is what the session resolved.
 pub(crate) async fn session_image_checked() -> Result<SessionImage> {
-    blocking::run(async { checked(&settings()?.image).await }).await
+    blocking::run(crate::docker::calls::why("context", async { checked(&settings()?.image).await })).await
 }
 
 /// Resolves any image as the session image is resolved: present, or pulled (through the
