@@ -1,6 +1,6 @@
-//! 7. The suite the way users run it: `cargo nextest run` of many small tests, a process
-//! each (bench/tests/suite.rs), through the harness and through raw bollard, interleaved,
-//! timed whole; and every process's Docker calls, harness against raw, by phase.
+//! Phase 7, the suite the way users run it: `cargo nextest run` of many small tests, a
+//! process each (bench/tests/suite.rs), through the harness and through raw bollard,
+//! interleaved, timed whole; and every process's Docker calls, harness against raw, by phase.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
