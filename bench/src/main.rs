@@ -79,6 +79,9 @@ async fn run() -> Result<()> {
     if let Err(e) = phases::networks_volumes::phase(&b, &mut r).await {
         failed(&mut r, "5. networks and volumes", &e);
     }
+    if let Err(e) = phases::suite::phase(&b, &mut r).await {
+        failed(&mut r, "7. suite under nextest", &e);
+    }
     // Before the pulls: its test processes need the session image.
     if let Err(e) = watcher::phase(&b, &mut r).await {
         failed(&mut r, "6. watcher", &e);

@@ -190,6 +190,7 @@ pub(crate) async fn current() -> Result<Engine> {
     ENGINE
         .get_or_try_init(|| async {
             let d = docker::client().await?;
+            docker::calls::note_as("engine", "version", "start");
             let v = d.version().await.map_err(|e| Error::docker("read the daemon's version", e))?;
             Ok(Engine::from_version(&v))
         })

@@ -86,6 +86,10 @@ impl Armed {
 /// Removes the resource once its follower is drained; when `read`, its last log lines are
 /// held in the scope first.
 async fn remove_and_untrack(res: Resource, scope: Arc<Scope>, read: bool) -> Result<()> {
+    crate::docker::calls::why("teardown", remove_and_untrack_now(res, scope, read)).await
+}
+
+async fn remove_and_untrack_now(res: Resource, scope: Arc<Scope>, read: bool) -> Result<()> {
     let docker = docker::client().await?;
     let said = scope.farewell.before_removal(&docker, std::slice::from_ref(&res), read).await;
     scope.farewell.hold(said);

@@ -80,7 +80,7 @@ impl NetworkGuard {
 }
 
 pub(crate) async fn create(scope: Arc<Scope>, spec: NetworkSpec) -> Result<NetworkGuard> {
-    blocking::run(async move {
+    blocking::run(crate::docker::calls::why("create", async move {
         let name = scope.name_for(&spec.logical);
         let req = NetworkCreateRequest {
             name: name.clone(),
@@ -92,6 +92,7 @@ pub(crate) async fn create(scope: Arc<Scope>, spec: NetworkSpec) -> Result<Netwo
         let docker = docker::client().await?;
         let _pass = gate::enter(&format!("create network {name}"))?;
         let labels = req.labels.clone().unwrap_or_default();
+        crate::docker::calls::note("network", "create_network");
         let id = match engine::past_interface_race(|| docker.create_network(req.clone())).await {
             Ok(created) => created.id,
             Err(e) => match removal::found_again(&docker, Kind::Network, &name, &labels, &e).await {
@@ -117,7 +118,7 @@ pub(crate) async fn create(scope: Arc<Scope>, spec: NetworkSpec) -> Result<Netwo
         let ours = guard.id().to_string();
         let removed = guard.armed.remove().await;
         Err(name_taken(&name, &others, &ours, removed.err()))
-    })
+    }))
     .await
 }
 

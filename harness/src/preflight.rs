@@ -1,10 +1,8 @@
 //! The process-start hook: in a test binary that runs tests (not one that nextest only asks
-//! to list them), start the session's pre-test check and the signal handlers early, on a
-//! background thread, so that nothing before `main` can hang or panic. Contexts await the
-//! same once-per-session check, so a binary whose linker dropped this hook loses nothing.
+//! to list them), install the signal handlers early, on a background thread, so that
+//! nothing before `main` can hang or panic. The session's pre-test check starts with the
+//! first context, which a binary whose linker dropped this hook has too: it loses nothing.
 //! The hook is also how a re-executed test binary becomes the session's watcher.
-
-use std::time::Duration;
 
 #[allow(unsafe_code)] // `ctor` needs it: code before main must not assume Rust's runtime
 mod hook {
@@ -22,11 +20,8 @@ fn on_start() {
     if !is_running_tests() {
         return;
     }
-    let _ = std::thread::Builder::new().name("docker-harness-preflight".into()).spawn(|| {
-        crate::signals::install();
-        // Errors surface again, with their full text, in the first context that needs it.
-        let _ = crate::blocking::wait(crate::sweep::preflight(), Duration::from_secs(120));
-    });
+    // The pre-test check starts with the first context (see `sweep::start_preflight`).
+    let _ = std::thread::Builder::new().name("docker-harness-signals".into()).spawn(crate::signals::install);
 }
 
 /// Only test binaries (cargo puts them in `deps/`) that are about to run tests.

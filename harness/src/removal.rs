@@ -14,6 +14,7 @@ use bollard::Docker;
 use futures_util::future::join_all;
 
 use crate::built;
+use crate::docker::calls::note;
 use crate::engine::{self, is_404, status_of};
 use crate::error::{CleanupFailure, Error, Result};
 use crate::resource::{Kind, Resource};
@@ -39,10 +40,17 @@ pub(crate) async fn remove(docker: &Docker, kind: Kind, id: &str, name: &str) ->
                     // Force kills at once: a `sleep` as PID 1 ignores SIGTERM, so a graceful
                     // stop would wait out Docker's full 10 s timeout for nothing.
                     let opts = RemoveContainerOptions { force: true, v: true, link: false };
+                    note("removal", "remove_container");
                     docker.remove_container(id, Some(opts)).await
                 }
-                Kind::Network => docker.remove_network(id).await,
-                Kind::Volume => docker.remove_volume(id, Some(RemoveVolumeOptions { force: false })).await,
+                Kind::Network => {
+                    note("removal", "remove_network");
+                    docker.remove_network(id).await
+                }
+                Kind::Volume => {
+                    note("removal", "remove_volume");
+                    docker.remove_volume(id, Some(RemoveVolumeOptions { force: false })).await
+                }
                 Kind::Image => unreachable!("images are removed by remove_image"),
             }
         })
@@ -72,6 +80,7 @@ pub(crate) async fn remove(docker: &Docker, kind: Kind, id: &str, name: &str) ->
 
 /// True once Docker answers 404 for the resource.
 pub(crate) async fn gone(docker: &Docker, kind: Kind, id: &str) -> Result<bool> {
+    note("removal", "inspect_gone");
     let what = || format!("inspect {kind} {id}");
     let r = idempotent(&what, || async {
         match kind {
@@ -99,6 +108,7 @@ async fn remove_image(docker: &Docker, id: &str, tag: &str) -> Result<()> {
     // is not this one's to take. The image itself goes with its last tag.
     let reference = if tag.is_empty() { id } else { tag };
     let untag = RemoveImageOptions { force: false, noprune: true, ..Default::default() };
+    note("removal", "remove_image");
     let what = || format!("remove image {reference}");
     match idempotent(&what, || docker.remove_image(reference, Some(untag.clone()), None)).await {
         Ok(_) => {}
@@ -119,6 +129,7 @@ async fn remove_image(docker: &Docker, id: &str, tag: &str) -> Result<()> {
     // Untagging leaves the image itself when another image was built on it (a soft
     // conflict): then it waits, as an intermediate that is still used does.
     if !id.is_empty() && id != reference {
+        note("removal", "remove_image");
         match docker.remove_image(id, Some(untag.clone()), None).await {
             Ok(_) => {}
             Err(e) if is_404(&e) => {}
@@ -132,6 +143,7 @@ async fn remove_image(docker: &Docker, id: &str, tag: &str) -> Result<()> {
     };
     for c in &made.containers {
         let opts = RemoveContainerOptions { force: true, v: true, link: false };
+        note("removal", "remove_container");
         match docker.remove_container(c, Some(opts)).await {
             Ok(()) => {}
             Err(e) if is_404(&e) => {}
@@ -139,6 +151,7 @@ async fn remove_image(docker: &Docker, id: &str, tag: &str) -> Result<()> {
         }
     }
     for image in made.images.iter().rev() {
+        note("removal", "remove_image");
         match docker.remove_image(image, Some(untag.clone()), None).await {
             Ok(_) => {}
             Err(e) if is_404(&e) => {}
@@ -161,6 +174,7 @@ async fn retry_pending(docker: &Docker) {
         let before = left.len();
         let mut still = Vec::new();
         for image in left {
+            note("removal", "remove_image");
             match docker.remove_image(&image, Some(untag.clone()), None).await {
                 Ok(_) => built::done_pending(&image),
                 Err(e) if is_404(&e) => built::done_pending(&image),
@@ -215,6 +229,7 @@ async fn list_containers(
     idempotent(&|| "list containers".into(), || {
         engine::past_stopped(|| {
             let opts = ListContainersOptions { all: true, filters: Some(filters.clone()), ..Default::default() };
+            note("removal", "list_containers");
             docker.list_containers(Some(opts))
         })
     })
@@ -225,35 +240,73 @@ async fn list_containers(
 /// every resource when `labels` is empty.
 /// Docker's label filter is exact, unlike its name filter, which matches substrings.
 pub(crate) async fn list_labelled(docker: &Docker, labels: &[String]) -> Result<Vec<Resource>> {
+    list_kinds(docker, labels, &Kind::TEARDOWN_ORDER).await
+}
+
+/// As [`list_labelled`], of these kinds only: one call per kind, so a caller that cannot
+/// meet an image (or a network) does not pay to list them.
+pub(crate) async fn list_kinds(docker: &Docker, labels: &[String], kinds: &[Kind]) -> Result<Vec<Resource>> {
     let filters =
         if labels.is_empty() { HashMap::new() } else { HashMap::from([("label".to_string(), labels.to_vec())]) };
+    let wants = |k: Kind| kinds.contains(&k);
     let (containers, networks, volumes, images) = tokio::join!(
-        list_containers(docker, &filters),
-        idempotent(&|| "list networks".into(), || docker
-            .list_networks(Some(ListNetworksOptions { filters: Some(filters.clone()) }))),
-        idempotent(&|| "list volumes".into(), || docker
-            .list_volumes(Some(ListVolumesOptions { filters: Some(filters.clone()) }))),
-        idempotent(&|| "list images".into(), || docker
-            .list_images(Some(ListImagesOptions { filters: Some(filters.clone()), ..Default::default() }))),
+        async {
+            if wants(Kind::Container) {
+                list_containers(docker, &filters).await.map(Some)
+            } else {
+                Ok(None)
+            }
+        },
+        async {
+            if !wants(Kind::Network) {
+                return Ok(None);
+            }
+            note("removal", "list_networks");
+            idempotent(&|| "list networks".into(), || {
+                docker.list_networks(Some(ListNetworksOptions { filters: Some(filters.clone()) }))
+            })
+            .await
+            .map(Some)
+        },
+        async {
+            if !wants(Kind::Volume) {
+                return Ok(None);
+            }
+            note("removal", "list_volumes");
+            idempotent(&|| "list volumes".into(), || {
+                docker.list_volumes(Some(ListVolumesOptions { filters: Some(filters.clone()) }))
+            })
+            .await
+            .map(Some)
+        },
+        async {
+            if !wants(Kind::Image) {
+                return Ok(None);
+            }
+            note("removal", "list_images");
+            let opts = ListImagesOptions { filters: Some(filters.clone()), ..Default::default() };
+            idempotent(&|| "list images".into(), || docker.list_images(Some(opts.clone()))).await.map(Some)
+        },
     );
     let mut out = Vec::new();
-    for c in containers.map_err(|e| Error::docker("list containers", e))? {
+    for c in containers.map_err(|e| Error::docker("list containers", e))?.unwrap_or_default() {
         let name = c.names.and_then(|n| n.into_iter().next()).map(|n| n.trim_start_matches('/').to_string());
         out.push(
             Resource::new(Kind::Container, c.id.unwrap_or_default(), name.unwrap_or_default())
                 .with_labels(c.labels.unwrap_or_default()),
         );
     }
-    for n in networks.map_err(|e| Error::docker("list networks", e))? {
+    for n in networks.map_err(|e| Error::docker("list networks", e))?.unwrap_or_default() {
         out.push(
             Resource::new(Kind::Network, n.id.unwrap_or_default(), n.name.unwrap_or_default())
                 .with_labels(n.labels.unwrap_or_default()),
         );
     }
-    for v in volumes.map_err(|e| Error::docker("list volumes", e))?.volumes.unwrap_or_default() {
+    let volumes = volumes.map_err(|e| Error::docker("list volumes", e))?;
+    for v in volumes.and_then(|v| v.volumes).unwrap_or_default() {
         out.push(Resource::new(Kind::Volume, v.name.clone(), v.name).with_labels(v.labels));
     }
-    for i in images.map_err(|e| Error::docker("list images", e))? {
+    for i in images.map_err(|e| Error::docker("list images", e))?.unwrap_or_default() {
         // One resource per tag: a tag is what a build made and what a removal takes away.
         for tag in i.repo_tags.iter().filter(|t| *t != "<none>:<none>") {
             out.push(Resource::new(Kind::Image, i.id.clone(), tag.clone()).with_labels(i.labels.clone()));

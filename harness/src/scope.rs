@@ -28,9 +28,12 @@ pub(crate) struct Scope {
     created_ids: Mutex<HashSet<String>>,
     created: Mutex<Counts>,
     budget: Mutex<Option<Counts>>,
-    /// Set once something was asked of Docker or the labels or prefix were handed out: a
-    /// program may have used them, so teardown has to look for adoptees.
+    /// Set once the labels, the prefix, a name or the marker were handed out: a program may
+    /// have used them, so teardown has to look for adoptees (one listing of every kind).
     used: AtomicBool,
+    /// Set once a context asked Docker for anything (its checks ran): teardown has its own
+    /// resources to remove, but nothing to adopt unless `used` is set too.
+    prepared: AtomicBool,
     /// Set once the marker was handed to a host process: teardown looks for its tree.
     marks_processes: AtomicBool,
     keep: Mutex<KeepPolicy>,
@@ -62,6 +65,7 @@ impl Scope {
             created: Mutex::new(Counts::default()),
             budget: Mutex::new(None),
             used: AtomicBool::new(false),
+            prepared: AtomicBool::new(false),
             marks_processes: AtomicBool::new(false),
             keep: Mutex::new(settings.keep),
             keep_ttl: settings.keep_ttl,
@@ -96,6 +100,15 @@ impl Scope {
             adopt::record(&self.session_dir, &self.task_id, &self.prefix, true);
         }
         (procs::MARKER, &self.task_id)
+    }
+
+    /// The context's checks ran: it may have made something.
+    pub(crate) fn mark_prepared(&self) {
+        self.prepared.store(true, Ordering::Relaxed);
+    }
+
+    pub(crate) fn prepared(&self) -> bool {
+        self.prepared.load(Ordering::Relaxed)
     }
 
     pub(crate) fn used(&self) -> bool {
@@ -201,7 +214,7 @@ impl Scope {
             budget: self.budget.lock().map(|b| *b).unwrap_or_default(),
             ..Default::default()
         };
-        if !self.used() {
+        if !self.used() && !self.prepared() {
             return Ok(report);
         }
         if !keep && self.marks_processes.load(Ordering::Relaxed) {
@@ -214,7 +227,13 @@ impl Scope {
             report.processes = ended.into_iter().map(|p| EndedProcess::new(p.pid, p.command)).collect();
         }
         let known = self.created_ids.lock().map(|k| k.clone()).unwrap_or_default();
-        report.adopted = adopt::find(docker, &[(&self.task_id, &self.prefix)], &known).await?;
+        // Only an identity that was handed out can have been used by anything but the
+        // harness, whose own resources are tracked: the listing is skipped otherwise (what a
+        // create cut off mid-answer left carries this process's owner label, for the
+        // watcher and the sweeps).
+        if self.used() {
+            report.adopted = adopt::find(docker, &[(&self.task_id, &self.prefix)], &known).await?;
+        }
         for r in &report.adopted {
             report.created.add(r.kind);
         }
@@ -261,7 +280,10 @@ pub(crate) fn running_test_name() -> Option<String> {
 
 /// A scope's teardown with the process's client.
 pub(crate) async fn teardown(scope: Arc<Scope>, keep: bool, show_logs: bool) -> crate::error::Result<TeardownReport> {
-    scope.teardown(&docker::client().await?, keep, show_logs).await
+    let report =
+        docker::calls::why("teardown", async { scope.teardown(&docker::client().await?, keep, show_logs).await }).await;
+    docker::calls::flush();
+    report
 }
 
 /// Teardown from a Drop: bounded by `limit`, every failure said on stderr (one line a

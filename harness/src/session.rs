@@ -153,6 +153,11 @@ async fn acquire(lock: &File, path: &Path, limit: Duration) -> Result<()> {
     }
 }
 
+/// Whether `once` already recorded `key`'s work in `dir`.
+pub(crate) fn is_done(dir: &Path, key: &str) -> bool {
+    dir.join(format!("{key}.done.json")).is_file()
+}
+
 fn read_done<T: DeserializeOwned>(path: &Path) -> Option<T> {
     let bytes = fs::read(path).ok()?;
     serde_json::from_slice(&bytes).ok()

@@ -10,6 +10,7 @@ use std::time::Duration;
 use bollard::Docker;
 
 use crate::config::{settings, PreflightPolicy};
+use crate::docker::calls;
 use crate::error::{CleanupFailure, Error, Result};
 use crate::labels::{self, classify, Verdict};
 use crate::owner::{Liveness, Owner};
@@ -169,19 +170,59 @@ fn describe(r: &Resource) -> String {
 }
 
 /// The pre-test check, once per session across processes: the daemon answers, and orphans
-/// of other sessions are handled by `DOCKER_HARNESS_PREFLIGHT`.
+/// of other sessions are handled by `DOCKER_HARNESS_PREFLIGHT`. Its result is recorded in
+/// the session's state directory, so every later process reads the record and asks the
+/// daemon nothing.
 pub(crate) async fn preflight() -> Result<()> {
     let sess = session::current()?;
-    session::once(sess.state_dir(), "preflight", Duration::from_secs(120), || async {
-        let docker = docker::client().await?;
-        apply_policy(&docker, &[], "pre-test check").await?;
-        if settings()?.preflight == PreflightPolicy::Clean {
-            adopt_for_the_dead(&docker, &session::all_dirs(), "pre-test check").await?;
-            remove_finished_sessions(session::all_dirs(), sess.state_dir());
+    let check = || {
+        calls::why("start", async {
+            let docker = docker::client().await?;
+            apply_policy(&docker, &[], "pre-test check").await?;
+            if settings()?.preflight == PreflightPolicy::Clean {
+                adopt_for_the_dead(&docker, &session::all_dirs(), "pre-test check").await?;
+                remove_finished_sessions(session::all_dirs(), sess.state_dir());
+            }
+            Ok(())
+        })
+    };
+    session::once(sess.state_dir(), "preflight", Duration::from_secs(120), check).await
+}
+
+/// This process's pre-test check in the background, started by its first context; `settle`
+/// waits for it.
+static STARTED: once_cell::sync::OnceCell<std::sync::Mutex<Option<std::sync::mpsc::Receiver<()>>>> =
+    once_cell::sync::OnceCell::new();
+
+/// Starts the pre-test check in the background, once per process, unless the session
+/// already recorded it: a context's first resource then finds it done or under way. Started
+/// by a context rather than at process start, so a test that never makes one (nextest runs
+/// many such short ones, each in a process of its own) starts nothing it could cut off.
+pub(crate) fn start_preflight() {
+    STARTED.get_or_init(|| {
+        let recorded = session::current().is_ok_and(|s| session::is_done(s.state_dir(), "preflight"));
+        if recorded {
+            return std::sync::Mutex::new(None);
         }
-        Ok(())
-    })
-    .await
+        let (tx, rx) = std::sync::mpsc::channel();
+        blocking::handle().spawn(async move {
+            // Errors surface again, with their full text, in the first context that needs it.
+            let _ = preflight().await;
+            let _ = tx.send(());
+        });
+        std::sync::Mutex::new(Some(rx))
+    });
+}
+
+/// Waits, at most `limit`, for a pre-test check this process started and has not seen
+/// end: a context dropped before it created anything would otherwise let the process exit
+/// with the check cut off, unrecorded, for the next process to run again. Only the first
+/// caller waits.
+pub(crate) fn settle_preflight(limit: Duration) {
+    let pending = STARTED.get().and_then(|m| m.lock().ok().and_then(|mut r| r.take()));
+    if let Some(rx) = pending {
+        let _ = rx.recv_timeout(limit);
+    }
 }
 
 /// Adopts what the contexts of dead owners (recorded in these session directories) left

@@ -76,7 +76,7 @@ impl VolumeSpec {
 }
 
 pub(crate) async fn create(scope: Arc<Scope>, spec: VolumeSpec) -> Result<VolumeGuard> {
-    blocking::run(async move {
+    blocking::run(crate::docker::calls::why("create", async move {
         let name = scope.name_for(&spec.logical);
         let req = VolumeCreateRequest {
             name: Some(name.clone()),
@@ -87,6 +87,7 @@ pub(crate) async fn create(scope: Arc<Scope>, spec: VolumeSpec) -> Result<Volume
         let docker = docker::client().await?;
         let _pass = gate::enter(&format!("create volume {name}"))?;
         let labels = req.labels.clone().unwrap_or_default();
+        crate::docker::calls::note("volume", "create_volume");
         let made = match docker.create_volume(req).await {
             Ok(v) => v.name,
             Err(e) => match removal::found_again(&docker, Kind::Volume, &name, &labels, &e).await {
@@ -96,6 +97,6 @@ pub(crate) async fn create(scope: Arc<Scope>, spec: VolumeSpec) -> Result<Volume
         };
         let res = Resource::new(Kind::Volume, made.clone(), made);
         Ok(VolumeGuard { armed: Armed::new(res, scope), logical: spec.logical })
-    })
+    }))
     .await
 }

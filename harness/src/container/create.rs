@@ -64,12 +64,21 @@ fn anonymous(target: &str, labels: &HashMap<String, String>) -> Mount {
 /// The paths an image declares as volumes, asked once per image per process (a failed
 /// inspect is not remembered, and leaves the create to say what is wrong with the image).
 async fn declared_volumes(docker: &Docker, image: &str) -> Vec<String> {
-    static SEEN: Lazy<Mutex<HashMap<String, Vec<String>>>> = Lazy::new(Default::default);
     if let Some(v) = SEEN.lock().ok().and_then(|m| m.get(image).cloned()) {
         return v;
     }
+    crate::docker::calls::note("container", "inspect_image");
     let Ok(info) = docker.inspect_image(image).await else { return Vec::new() };
-    let mut paths: Vec<String> = info.config.and_then(|c| c.volumes).unwrap_or_default().into_iter().collect();
+    remember_declared(image, &info)
+}
+
+static SEEN: Lazy<Mutex<HashMap<String, Vec<String>>>> = Lazy::new(Default::default);
+
+/// Keeps what an inspect of `image` says it declares as volumes, so that an inspect made
+/// for another reason (the session image's integrity check) spares the container its own.
+pub(crate) fn remember_declared(image: &str, info: &bollard::models::ImageInspect) -> Vec<String> {
+    let mut paths: Vec<String> =
+        info.config.as_ref().and_then(|c| c.volumes.clone()).unwrap_or_default().into_iter().collect();
     paths.sort();
     if let Ok(mut m) = SEEN.lock() {
         m.insert(image.to_string(), paths.clone());
@@ -176,6 +185,7 @@ pub(crate) async fn create(
     let body = body(spec, image, &labels, &declared)?;
     let _pass = gate::enter(&format!("create container {name}"))?;
     let opts = CreateContainerOptions { name: Some(name.clone()), platform: spec.options.platform() };
+    crate::docker::calls::note("container", "create_container");
     let id = match docker.create_container(Some(opts), body).await {
         Ok(created) => created.id,
         Err(e) => match removal::found_again(docker, Kind::Container, &name, &labels, &e).await {
@@ -193,6 +203,7 @@ pub(crate) async fn ready(docker: &Docker, c: &Container, spec: &ContainerSpec) 
     if !spec.start {
         return Ok(());
     }
+    crate::docker::calls::note("container", "start_container");
     docker
         .start_container(c.id(), None::<StartContainerOptions>)
         .await
@@ -204,7 +215,7 @@ pub(crate) async fn ready(docker: &Docker, c: &Container, spec: &ContainerSpec) 
 /// failed copy, start or wait leaves nothing behind. Its output is followed from then on
 /// when the spec asks, and its follower drained before any removal.
 pub(crate) async fn for_scope(scope: Arc<Scope>, spec: ContainerSpec, image: String) -> Result<ContainerGuard> {
-    blocking::run(async move {
+    blocking::run(crate::docker::calls::why("create", async move {
         let docker = docker::client().await?;
         let labels = scope.labels_for_new(&HashMap::new());
         let c = create(&docker, &spec, image, scope.name_for(&spec.logical), labels).await?;
@@ -216,7 +227,7 @@ pub(crate) async fn for_scope(scope: Arc<Scope>, spec: ContainerSpec, image: Str
         let guard = ContainerGuard::new(c, scope, &spec.logical);
         ready(&docker, &guard, &spec).await?;
         Ok(guard)
-    })
+    }))
     .await
 }
 

@@ -139,9 +139,11 @@ async fn run(docker: &Docker, id: &str, name: &str, spec: &ExecSpec) -> Result<E
         working_dir: spec.workdir.clone(),
         ..Default::default()
     };
+    crate::docker::calls::note("exec", "create_exec");
     let created = docker.create_exec(id, config).await.map_err(|e| Error::docker(what(), e))?;
     // Attached, never detached: a detached exec's exit code is not reliably reported.
     let opts = StartExecOptions { detach: false, tty: false, output_capacity: None };
+    crate::docker::calls::note("exec", "start_exec");
     let printed = match docker.start_exec(&created.id, Some(opts)).await.map_err(|e| Error::docker(what(), e))? {
         StartExecResults::Attached { output, mut input } => {
             // Written while the output is read, so a command that prints before it reads
@@ -163,6 +165,7 @@ async fn run(docker: &Docker, id: &str, name: &str, spec: &ExecSpec) -> Result<E
     let started = Instant::now();
     let mut pause = Duration::from_millis(5);
     loop {
+        crate::docker::calls::note("exec", "inspect_exec");
         let info = docker.inspect_exec(&created.id).await.map_err(|e| Error::docker(what(), e))?;
         if info.running != Some(true) {
             return Ok(ExecOutput::new(printed.stdout, printed.stderr, info.exit_code.unwrap_or(-1)));

@@ -14,6 +14,7 @@ use tokio::sync::OnceCell;
 use crate::budget::{Counts, TeardownReport};
 use crate::config::{self, KeepPolicy};
 use crate::container::{self, ContainerGuard, ContainerSpec};
+use crate::docker::calls;
 use crate::error::{Error, Result};
 use crate::image::{self, SessionImage};
 use crate::network::{self, NetworkGuard, NetworkSpec};
@@ -24,6 +25,9 @@ use crate::{blocking, farewell, seed, session, signals, sweep, watcher};
 
 /// How long `Drop` may spend removing a context's leftovers before it gives up and reports.
 const DROP_LIMIT: Duration = Duration::from_secs(30);
+/// How long `Drop` waits for a pre-test check this process started, so it is recorded once
+/// instead of cut off by the process's exit (it takes well under a second on a calm daemon).
+const PREFLIGHT_SETTLE: Duration = Duration::from_secs(10);
 
 /// One test's Docker world.
 ///
@@ -96,6 +100,7 @@ impl TestContext {
     pub fn named(test_name: &str) -> Result<TestContext> {
         let scope = Scope::new(test_name, session::current()?, config::settings()?, Some(container::last_words));
         signals::install();
+        sweep::start_preflight();
         Ok(TestContext { scope: Arc::new(scope), prepared: OnceCell::new(), image: OnceCell::new() })
     }
 
@@ -122,6 +127,7 @@ impl TestContext {
     /// The Docker name this context gives to a resource with this logical name:
     /// `<prefix>-<logical>`, the logical name cleaned and cut to fit when it has to be.
     pub fn name_for(&self, logical: &str) -> String {
+        self.scope.mark_used();
         self.scope.name_for(logical)
     }
 
@@ -337,14 +343,14 @@ impl TestContext {
     /// Per context, before it creates anything: the session's pre-test check (once per
     /// session) and leftovers of earlier runs of this same test.
     async fn prepare(&self) -> Result<()> {
-        self.scope.mark_used();
+        self.scope.mark_prepared();
         let test_name = self.scope.test_name.clone();
         let checks = || {
-            blocking::run(async move {
+            blocking::run(calls::why("context", async move {
                 watcher::ensure();
                 sweep::preflight().await?;
                 sweep::same_test(&test_name).await
-            })
+            }))
         };
         self.prepared.get_or_try_init(checks).await.map(drop)
     }
@@ -352,7 +358,8 @@ impl TestContext {
 
 impl Drop for TestContext {
     fn drop(&mut self) {
-        if !self.scope.has_tracked() && !self.scope.used() {
+        sweep::settle_preflight(PREFLIGHT_SETTLE);
+        if !self.scope.has_tracked() && !self.scope.used() && !self.scope.prepared() {
             return;
         }
         let Some(report) = scope::teardown_bounded(&self.scope, self.scope.keeping_now(), DROP_LIMIT) else {

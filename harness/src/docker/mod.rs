@@ -4,6 +4,7 @@
 //! ssh); every later call waits at most the request timeout for its answer, and the
 //! idempotent ones are tried again (`retry`).
 
+pub(crate) mod calls;
 mod host;
 #[cfg(feature = "ssh")]
 mod ssh;
@@ -175,6 +176,7 @@ async fn connect() -> Result<Docker> {
     let limit = if said.is_some() { SSH_CONNECT_LIMIT } else { CONNECT_LIMIT };
     // Bollard asks for a newer API than Docker 20.10 speaks (1.41); negotiate down once.
     // Clones share the negotiated version, so every later clone speaks it too.
+    calls::note_as("docker", "ping", "start");
     match tokio::time::timeout(limit, docker.ping()).await {
         Ok(Ok(_)) => {}
         Ok(Err(e)) => return Err(failed(t, with_said(chain(&e), &said).await)),
@@ -183,6 +185,7 @@ async fn connect() -> Result<Docker> {
             return Err(failed(t, with_said(base, &said).await));
         }
     }
+    calls::note_as("docker", "version", "start");
     match tokio::time::timeout(NEGOTIATE_LIMIT, docker.negotiate_version()).await {
         Ok(Ok(d)) => Ok(d),
         Ok(Err(e)) => Err(failed(t, with_said(chain(&e), &said).await)),
@@ -210,6 +213,7 @@ pub(crate) async fn client() -> Result<Docker> {
 pub async fn daemon_version() -> Result<(String, String)> {
     crate::blocking::run(async {
         let d = client().await?;
+        calls::note("docker", "version");
         let v = d.version().await.map_err(|e| Error::docker("read the daemon's version", e))?;
         Ok((v.version.unwrap_or_default(), v.api_version.unwrap_or_default()))
     })

@@ -81,7 +81,7 @@ pub async fn session_image() -> Result<SessionImage> {
 
 /// Resolves the session image and checks it still is what the session resolved.
 pub(crate) async fn session_image_checked() -> Result<SessionImage> {
-    blocking::run(async { checked(&settings()?.image).await }).await
+    blocking::run(crate::docker::calls::why("context", async { checked(&settings()?.image).await })).await
 }
 
 /// Resolves any image as the session image is resolved: present, or pulled (through the
@@ -214,8 +214,14 @@ fn recent_failure(path: &std::path::Path, image: &str) -> Option<Error> {
 
 /// Checks that `img.reference` still resolves to `img.id`.
 pub(crate) async fn verify(docker: &Docker, img: &SessionImage) -> Result<()> {
+    crate::docker::calls::note("image", "inspect_image");
     let found = match docker.inspect_image(&img.reference).await {
-        Ok(i) => i.id.unwrap_or_default(),
+        Ok(i) => {
+            if i.id.as_deref() == Some(img.id.as_str()) {
+                crate::container::create::remember_declared(&img.reference, &i);
+            }
+            i.id.unwrap_or_default()
+        }
         Err(e) if is_404(&e) => "<absent>".to_string(),
         Err(e) => return Err(Error::docker(format!("inspect image {}", img.reference), e)),
     };
@@ -230,6 +236,7 @@ async fn resolve(docker: &Docker, image: &str, policy: PullPolicy, mirror: Optio
     // An image ID names what is here; no registry has it under that name.
     let policy =
         if image.starts_with("sha256:") && policy == PullPolicy::Always { PullPolicy::Missing } else { policy };
+    crate::docker::calls::note("image", "inspect_image");
     let present = match docker.inspect_image(image).await {
         Ok(i) => i.id,
         Err(e) if is_404(&e) => None,

@@ -36,6 +36,7 @@ impl Seen {
 }
 
 pub(super) async fn look(docker: &Docker, id: &str, name: &str) -> Result<Seen> {
+    crate::docker::calls::note("wait", "inspect_container");
     let info = engine::past_stopped(|| docker.inspect_container(id, None::<InspectContainerOptions>))
         .await
         .map_err(|e| Error::docker(format!("inspect container {name} while waiting for it"), e))?;

@@ -292,6 +292,8 @@ pub(crate) fn tag_for(stem: &str, logical: &str, hash: &str) -> String {
 /// cache on, the image is reused or built under the cache's tag and kept for the cache's
 /// time instead: the guard then removes nothing.
 pub(crate) async fn for_scope(scope: Arc<Scope>, spec: BuildSpec) -> Result<ImageGuard> {
+    // The daemon builds under the scope's labels: what it leaves is adopted like a program's.
+    scope.mark_used();
     blocking::run(async move {
         let docker = docker::client().await?;
         let prep = prepare(&spec).await?;
