@@ -189,12 +189,15 @@ async fn the_build_cache_reuses_an_image_by_its_content_until_it_is_removed() ->
     let first = ctx.build(spec("cached", &dir).await?.cache_for(Duration::from_secs(600))).await?;
     let (reference, id, made) = (first.reference.clone(), first.id.clone(), first.intermediates.clone());
     drop(first);
-    assert!(image_exists(&docker, &reference).await, "a cached image outlives its guard");
+    let outlived = image_exists(&docker, &reference).await;
     let again = ctx.build(spec("cached", &dir).await?.cache_for(Duration::from_secs(600))).await?;
-    assert_eq!((again.reference.as_str(), again.id.as_str()), (reference.as_str(), id.as_str()));
-    assert_eq!(builds_of(&again.content_hash), 1, "reused, not rebuilt");
-    // Removing it on purpose takes what its first build made with it.
+    let (again_ref, again_id, builds) = (again.reference.clone(), again.id.clone(), builds_of(&again.content_hash));
+    // Removed on purpose before anything is asserted (a kept image must not outlive a failed
+    // check); it takes what its first build made with it.
     again.remove().await?;
+    assert!(outlived, "a cached image outlives its guard");
+    assert_eq!((again_ref.as_str(), again_id.as_str()), (reference.as_str(), id.as_str()));
+    assert_eq!(builds, 1, "reused, not rebuilt");
     for r in std::iter::once(&reference).chain(&made) {
         assert!(!image_exists(&docker, r).await, "{r} is gone");
     }
@@ -276,12 +279,14 @@ async fn sigterm_removes_a_tests_build_but_keeps_what_the_build_cache_holds() ->
     let status = child.wait()?;
     assert!(!status.success(), "the child ends on SIGTERM: {status}");
     let own: Vec<&str> = seen.get("own").expect("the child's own build").split(',').collect();
-    assert!(!image_exists(&docker, own[0]).await, "{} went with the SIGTERM", own[0]);
     let cached = seen.get("cached").expect("the child's cached build");
-    assert!(image_exists(&docker, cached).await, "the build cache's {cached} is kept through SIGTERM");
+    let (own_tag_gone, cached_kept) = (!image_exists(&docker, own[0]).await, image_exists(&docker, cached).await);
+    // Cleaned before anything is asserted: a kept image must not outlive a failed check.
     // The cached build was answered from the own build's images (the same steps): those wait,
     // still used, until the image standing on them goes; then they go too.
     let (removed, failed) = docker_harness::sweep::clean(vec![format!("docker-harness.task={}", seen["task"])]).await?;
+    assert!(own_tag_gone, "{} went with the SIGTERM", own[0]);
+    assert!(cached_kept, "the build cache's {cached} is kept through SIGTERM");
     assert!(failed.is_empty(), "{failed:?}");
     assert!(removed.iter().any(|r| &r.name == cached), "{removed:?}");
     assert!(!image_exists(&docker, cached).await, "clean --task removes the cached image");

@@ -308,8 +308,14 @@ pub(crate) async fn list_kinds(docker: &Docker, labels: &[String], kinds: &[Kind
     }
     for i in images.map_err(|e| Error::docker("list images", e))?.unwrap_or_default() {
         // One resource per tag: a tag is what a build made and what a removal takes away.
-        for tag in i.repo_tags.iter().filter(|t| *t != "<none>:<none>") {
-            out.push(Resource::new(Kind::Image, i.id.clone(), tag.clone()).with_labels(i.labels.clone()));
+        let tags: Vec<&String> = i.repo_tags.iter().filter(|t| *t != "<none>:<none>").collect();
+        for tag in &tags {
+            out.push(Resource::new(Kind::Image, i.id.clone(), (*tag).clone()).with_labels(i.labels.clone()));
+        }
+        // A build's `LABEL` steps leave images with part of its labels; one left dangling (its
+        // build was cut off, or its record lost) is found by its ID, as nothing else names it.
+        if tags.is_empty() && i.labels.get(crate::labels::MANAGED).is_some_and(|v| v == "true") {
+            out.push(Resource::new(Kind::Image, i.id.clone(), i.id.clone()).with_labels(i.labels.clone()));
         }
     }
     // Podman 4.3 answers a volume list filtered by several labels with the volumes that
