@@ -127,19 +127,19 @@ audit: deps check-daemon bait-sweep
 	rm -rf target/docker-harness/ledger
 	$(WITH_IMAGE) target/debug/ledger --state-dir target/docker-harness/ledger -- cargo nextest run -p e2e-tests -j8 $(SUITE_FILTER_ARGS)
 
-# Two nextest runs of the suite at once against the same daemon, as two sessions.
+# Two nextest runs of the core of the suite (DH_CORE) at once against the same daemon, as two sessions.
 e2e-concurrent: deps check-daemon bait-sweep
 	$(WITH_IMAGE) scripts/e2e-concurrent.sh
 
-# The suite from a cold image cache, then a warm one: exactly one pull, then none.
+# The core of the suite (DH_CORE) from a cold image cache, then a warm one: exactly one pull, then none.
 e2e-cold: deps check-daemon bait-sweep
 	$(WITH_IMAGE) scripts/e2e-cold.sh
 
-# The suite against a daemon reached over TCP, as a remote one is: a socat proxy on a free
+# The core of the suite (DH_CORE in scripts/lib.sh) against a daemon reached over TCP, as a remote one is: a socat proxy on a free
 # loopback port stands in for the remote engine, stopped by its PID when the target ends.
 # With DOCKER_HOST=tcp://… already set, that daemon is used instead, as it is.
 e2e-remote: deps check-daemon bait-sweep
-	@rc=0; scripts/e2e-remote.sh cargo nextest run -p e2e-tests -j8 $(SUITE_FILTER_ARGS) || rc=$$?; $(save_junit); exit $$rc
+	@rc=0; scripts/e2e-remote.sh bash -c 'source scripts/lib.sh && dh_suite_filter "$$DH_CORE" && exec cargo nextest run -p e2e-tests -j8 "$${DH_FILTER_ARGS[@]}"' || rc=$$?; $(save_junit); exit $$rc
 
 # The suite as two CI shards (--partition count:1/2 and count:2/2) at once against the
 # same daemon: two sessions, both pass, nothing of either is left.
