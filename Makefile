@@ -227,7 +227,9 @@ e2e-ssh: deps check-daemon bait-sweep
 # 10 s, touched canaries, unlabelled dh- names or processes left fail it. `make chaos` is
 # the short run in `make test`; `make chaos TRIALS=200` the full one; each trial prints its
 # seed, and `CHAOS_SEED=SEED make chaos TRIALS=1` replays it.
-TRIALS := 4
+TRIALS := 3
+# At most this many tests a trial: keeps the short run in `make test` near a minute and a half.
+CHAOS_MAX_TESTS := 6
 # Tests never sampled (substrings of their names). CHAOS_EXCLUDE: binaries never sampled
 # besides the special ones: their tests start children in sessions of their own with the
 # watcher off, or make orphans on purpose, so a kill leaves what only the next session's
@@ -237,7 +239,7 @@ CHAOS_EXCLUDE := image processes sweep watcher
 chaos: deps check-daemon bait-sweep
 	$(CANARY) create
 	@rc=0; \
-	$(WITH_IMAGE) cargo run -q -p e2e-tests --bin chaos -- --trials $(TRIALS) \
+	$(WITH_IMAGE) cargo run -q -p e2e-tests --bin chaos -- --trials $(TRIALS) --max-tests $(CHAOS_MAX_TESTS) \
 	  --exclude-binaries '$(SPECIAL_BINARIES) $(CHAOS_EXCLUDE)' $(patsubst %,--skip %,$(CHAOS_SKIP)) || rc=$$?; \
 	$(CANARY) check || { (( rc )) || rc=1; }; \
 	$(CANARY) remove; \
