@@ -15,6 +15,7 @@
 //! the session alive and samples the watcher's CPU time and memory from `/proc`, then
 //! exits; the bench checks that the watcher, its runner gone, exits by itself.
 
+mod crowd;
 mod holder;
 mod proc;
 mod report;

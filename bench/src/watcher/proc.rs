@@ -25,6 +25,12 @@ pub(super) fn same_process(pid: u32, start: u64) -> bool {
     stat_fields(pid).is_some_and(|f| f[0] != "Z" && f.get(19).and_then(|s| s.parse().ok()) == Some(start))
 }
 
+/// Field 22 of `/proc/PID/stat`, the start time in clock ticks since boot: what the
+/// harness names an owner by.
+pub(super) fn start_time(pid: u32) -> Option<u64> {
+    stat_fields(pid)?.get(19)?.parse().ok()
+}
+
 pub(super) fn clk_tck() -> f64 {
     Command::new("getconf")
         .arg("CLK_TCK")

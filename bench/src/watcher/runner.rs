@@ -33,9 +33,9 @@ pub(crate) fn runner_main() -> Result<()> {
     Ok(())
 }
 
-struct Holder {
+pub(super) struct Holder {
     child: Child,
-    containers: Vec<String>,
+    pub(super) containers: Vec<String>,
     networks: Vec<String>,
     volumes: Vec<String>,
 }
@@ -103,9 +103,11 @@ async fn runner() -> Result<Value> {
         survey_like_watcher(&docker, &session).await?;
         survey.push(t.elapsed().as_secs_f64() * 1000.0);
     }
+    let crowd = super::crowd::run(&docker, &raw, &exe, (&run_id, &session), &sess_dir, pid).await?;
     Ok(json!({
         "trials": trials,
         "survey_ms": survey,
+        "crowd": crowd,
         "watcher": {
             "pid": pid,
             "clk_tck": clk,
@@ -122,7 +124,7 @@ async fn runner() -> Result<Value> {
     }))
 }
 
-async fn start_holder(exe: &Path, run_id: &str, session: &str) -> Result<Holder> {
+pub(super) async fn start_holder(exe: &Path, run_id: &str, session: &str) -> Result<Holder> {
     let mut child = Command::new(exe)
         .arg(HOLDER_FLAG)
         .arg(run_id)
@@ -172,10 +174,10 @@ async fn start_holder(exe: &Path, run_id: &str, session: &str) -> Result<Holder>
 }
 
 /// One trial's 404 timings, the kill's wall-clock time and the seven resources.
-type Trial = (Value, Duration, Vec<(Kind, String)>);
+pub(super) type Trial = (Value, Duration, Vec<(Kind, String)>);
 
 /// SIGKILLs the holder and times its resources' disappearance.
-async fn trial(docker: &Docker, raw: &Raw, mut h: Holder) -> Result<Trial> {
+pub(super) async fn trial(docker: &Docker, raw: &Raw, mut h: Holder) -> Result<Trial> {
     let all: Vec<(Kind, String)> = h
         .containers
         .iter()

@@ -7,10 +7,13 @@
 //! the watcher before `main`. It runs detached in a process group of its own, its output
 //! in `watcher.log` in the session's state directory, so nextest neither waits for it nor
 //! signals it. The others find it through `watcher.json` there, and start a new one if it
-//! died. Test processes register themselves as owners in `owners/`; the watcher polls
-//! their `/proc` entries (cheap) four times a second and sweeps the session by label when
-//! one is gone, and every few seconds anyway (to learn owners it was not told of). It uses
-//! the same liveness rules as every sweep, so a live owner's resources and anything
+//! died. Test processes register themselves as owners in `owners/`; the watcher holds a
+//! pidfd on each (`exits`), so an owner's exit wakes it at once, and it removes that
+//! owner's resources by their owner label (and adopts what its contexts' programs made
+//! under their recorded prefixes), then looks once more a second later. Owners it can get
+//! no pidfd for are polled through `/proc` four times a second. Every few seconds it also
+//! sweeps the whole session by label, to learn owners it was not told of. It uses the same
+//! liveness rules as every sweep, so a live owner's resources and anything
 //! without the managed label are never touched. Once the session's runner is gone and no
 //! owner is alive, it removes the session's shared resources and exits; with nothing to
 //! watch for a minute, it exits too.
@@ -20,11 +23,15 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use bollard::Docker;
 use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
 use crate::owner::{self, procs, Liveness, Owner};
 use crate::{adopt, blocking, docker, labels, session, sweep};
+
+mod exits;
+use exits::Exits;
 
 /// Set (to the session ID) in the environment of a process that is to be the watcher.
 pub(crate) const ENV: &str = "DOCKER_HARNESS_WATCHER";
@@ -32,6 +39,8 @@ pub(crate) const ENV: &str = "DOCKER_HARNESS_WATCHER";
 const RUNNER_ENV: &str = "DOCKER_HARNESS_WATCHER_RUNNER";
 
 const POLL: Duration = Duration::from_millis(250);
+/// How long after an owner's death its resources are looked for once more.
+const AFTERCARE: Duration = Duration::from_secs(1);
 const SURVEY_EVERY: Duration = Duration::from_secs(3);
 const IDLE_LIMIT: Duration = Duration::from_secs(60);
 
@@ -144,51 +153,62 @@ fn say(msg: &str) {
 
 async fn watch(session_id: String, dir: PathBuf, runner: Option<Owner>) -> Result<()> {
     let docker = docker::client().await?;
-    let filter = vec![format!("{}={session_id}", labels::SESSION)];
+    let session = format!("{}={session_id}", labels::SESSION);
     let host = Owner::current().host.clone();
+    let mut exits = Exits::new();
+    // The runner's exit wakes the loop too, which then sees whether the session is over.
+    if let Some(r) = &runner {
+        exits.watch(r);
+    }
     let mut known: HashSet<Owner> = HashSet::new();
+    // Owners seen dead whose resources were removed once; looked at again a second later
+    // for what a create the daemon finished after the owner's death made.
+    let mut aftercare: Vec<(Owner, Instant)> = Vec::new();
+    let mut told: Vec<Owner> = Vec::new();
+    let mut files: HashSet<std::ffi::OsString> = HashSet::new();
     let mut last_survey: Option<Instant> = None;
     let mut idle_since = Instant::now();
     loop {
+        // Only files not read before: with hundreds of owners, reading them all four times a
+        // second would be most of the watcher's work.
         for entry in std::fs::read_dir(dir.join("owners")).into_iter().flatten().flatten() {
-            known.extend(read_owner_file(&entry.path()).filter(|o| o.host == host));
+            if !files.insert(entry.file_name()) {
+                continue;
+            }
+            if let Some(o) = read_owner_file(&entry.path()).filter(|o| o.host == host) {
+                if known.insert(o.clone()) {
+                    exits.watch(&o);
+                }
+            }
         }
-        let someone_died = known.iter().any(|o| o.liveness() == Liveness::Dead);
-        if someone_died || last_survey.is_none_or(|t| t.elapsed() >= SURVEY_EVERY) {
+        // Owners whose exit is told are not polled; the rest are, every round. A told exit
+        // is still judged by the same rules as every sweep: only the dead are handled.
+        let mut dead: Vec<Owner> = exits.drain();
+        dead.append(&mut told);
+        dead.extend(known.iter().filter(|o| !exits.is_notified(o)).cloned());
+        dead.retain(|o| Some(o) != runner.as_ref() && o.liveness() == Liveness::Dead);
+        dead.sort_by_key(|o| o.pid);
+        dead.dedup();
+        for o in &dead {
+            remove_owned_by(&docker, &session, &dir, o).await;
+            forget_owner(&dir, o);
+            known.remove(o);
+            aftercare.push((o.clone(), Instant::now()));
+        }
+        let due: Vec<Owner> =
+            aftercare.iter().filter(|(_, at)| at.elapsed() >= AFTERCARE).map(|(o, _)| o.clone()).collect();
+        aftercare.retain(|(_, at)| at.elapsed() < AFTERCARE);
+        for o in &due {
+            remove_owned_by(&docker, &session, &dir, o).await;
+        }
+        let runner_alive = runner.as_ref().is_some_and(|r| r.liveness() != Liveness::Dead);
+        let session_over = !runner_alive && known.is_empty();
+        if session_over || last_survey.is_none_or(|t| t.elapsed() >= SURVEY_EVERY) {
             last_survey = Some(Instant::now());
-            let leftovers = sweep::survey_with(&docker, &filter).await?;
-            known.extend(
-                leftovers.iter().filter_map(|l| labels::judged_by(&l.resource.labels)).filter(|o| o.host == host),
-            );
-            let report = sweep::remove_orphans(&docker, leftovers).await;
-            if !report.removed.is_empty() || !report.failed.is_empty() {
-                say(&report.summary());
-            }
-            // What a killed test's program made under its identity without its labels.
-            if let Err(e) = sweep::adopt_for_the_dead(&docker, std::slice::from_ref(&dir), "watcher").await {
-                say(&format!("adoption failed: {e}"));
-            }
-            for o in known.iter().filter(|o| o.liveness() == Liveness::Dead) {
-                let _ = std::fs::remove_file(dir.join("owners").join(owner_file_name(o)));
-            }
-            known.retain(|o| o.liveness() != Liveness::Dead);
-            let live_resources = report.owned + report.kept > 0;
-            // A runner this watcher cannot judge keeps the session open, as if alive.
+            let live_resources = survey(&docker, &session, &dir, &host, &mut known, &mut exits).await?;
             let runner_alive = runner.as_ref().is_some_and(|r| r.liveness() != Liveness::Dead);
             if !runner_alive && known.is_empty() {
-                // The session is over. One more sweep: an owner that died while this round
-                // was judging may have been counted alive above.
-                let last = sweep::survey_with(&docker, &filter).await?;
-                let report = sweep::remove_orphans(&docker, last).await;
-                if !report.removed.is_empty() {
-                    say(&report.summary());
-                }
-                // Its working state goes too, unless a context recorded in it may still
-                // live (a process that only handed out its labels never registered here).
-                if adopt::records(&dir, |o| o.liveness() != Liveness::Dead).is_empty() {
-                    session::clear_working_state(&dir);
-                }
-                return Ok(());
+                return end_of_session(&docker, &session, &dir).await;
             }
             if known.is_empty() && !live_resources {
                 if idle_since.elapsed() >= IDLE_LIMIT {
@@ -199,8 +219,91 @@ async fn watch(session_id: String, dir: PathBuf, runner: Option<Owner>) -> Resul
                 idle_since = Instant::now();
             }
         }
-        tokio::time::sleep(POLL).await;
+        // Woken at once by an exit; else a short sleep, which bounds how late a new owner's
+        // file and an owner left to polling are seen.
+        tokio::select! {
+            o = exits.next() => told.push(o),
+            () = tokio::time::sleep(POLL) => {}
+        }
     }
+}
+
+/// One owner's resources, by its owner label, and what its contexts' programs made under
+/// their identity (adopted by the prefixes and task IDs they recorded).
+async fn remove_owned_by(docker: &Docker, session: &str, dir: &Path, o: &Owner) {
+    let filter = vec![session.to_string(), format!("{}={o}", labels::OWNER)];
+    match sweep::survey_with(docker, &filter).await {
+        Ok(leftovers) => {
+            let report = sweep::remove_orphans(docker, leftovers).await;
+            if !report.removed.is_empty() || !report.failed.is_empty() {
+                say(&format!("owner {o} exited: {}", report.summary()));
+            }
+        }
+        Err(e) => say(&format!("could not list what owner {o} left: {e}")),
+    }
+    let theirs: Vec<_> = adopt::orphaned_records(dir).into_iter().filter(|(_, r)| r.owner == o.to_string()).collect();
+    if !theirs.is_empty() {
+        match adopt::adopt_recorded(docker, theirs).await {
+            Ok(adopted) if !adopted.is_empty() => {
+                let names: Vec<String> = adopted.iter().map(ToString::to_string).collect();
+                say(&format!("adopted and removed what owner {o} left: {}", names.join(", ")));
+            }
+            Ok(_) => {}
+            Err(e) => say(&format!("adoption for owner {o} failed: {e}")),
+        }
+    }
+}
+
+fn forget_owner(dir: &Path, o: &Owner) {
+    let _ = std::fs::remove_file(dir.join("owners").join(owner_file_name(o)));
+}
+
+/// The whole session, by label, every few seconds: it learns owners nobody registered (a
+/// process that only handed out labels), and is the fallback for anything a told exit
+/// missed. Returns whether live owners still hold resources.
+async fn survey(
+    docker: &Docker,
+    session: &str,
+    dir: &Path,
+    host: &str,
+    known: &mut HashSet<Owner>,
+    exits: &mut Exits,
+) -> Result<bool> {
+    let leftovers = sweep::survey_with(docker, &[session.to_string()]).await?;
+    for o in leftovers.iter().filter_map(|l| labels::judged_by(&l.resource.labels)).filter(|o| o.host == host) {
+        if known.insert(o.clone()) {
+            exits.watch(&o);
+        }
+    }
+    let report = sweep::remove_orphans(docker, leftovers).await;
+    if !report.removed.is_empty() || !report.failed.is_empty() {
+        say(&report.summary());
+    }
+    // What a killed test's program made under its identity without its labels.
+    if let Err(e) = sweep::adopt_for_the_dead(docker, std::slice::from_ref(&dir.to_path_buf()), "watcher").await {
+        say(&format!("adoption failed: {e}"));
+    }
+    for o in known.iter().filter(|o| o.liveness() == Liveness::Dead) {
+        forget_owner(dir, o);
+    }
+    known.retain(|o| o.liveness() != Liveness::Dead);
+    Ok(report.owned + report.kept > 0)
+}
+
+/// The session is over: one more sweep (an owner that died while the last round was
+/// judging may have been counted alive), then its working state, unless a context
+/// recorded in it may still live (a process that only handed out its labels never
+/// registered here).
+async fn end_of_session(docker: &Docker, session: &str, dir: &Path) -> Result<()> {
+    let last = sweep::survey_with(docker, &[session.to_string()]).await?;
+    let report = sweep::remove_orphans(docker, last).await;
+    if !report.removed.is_empty() {
+        say(&report.summary());
+    }
+    if adopt::records(dir, |o| o.liveness() != Liveness::Dead).is_empty() {
+        session::clear_working_state(dir);
+    }
+    Ok(())
 }
 
 #[cfg(test)]
