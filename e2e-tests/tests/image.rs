@@ -1,11 +1,11 @@
-//! The session image: one pull per session, policy `never`, unknown tags, and the integrity
-//! check that catches a re-tag during the run. Each check runs in a child process with its
+//! The session image: one pull per session, policy `never`, unknown tags, and integrity: a
+//! re-tag during the run changes nothing, a removed image is a clear error. Each check runs in a child process with its
 //! own session and a private image reference, so the session image other tests use is
 //! never touched.
 
 mod common;
 
-use bollard::query_parameters::{RemoveImageOptions, TagImageOptions};
+use bollard::query_parameters::RemoveImageOptions;
 use docker_harness::{ContainerSpec, Error, TestContext};
 
 fn rt() -> tokio::runtime::Runtime {
@@ -25,7 +25,8 @@ fn child_resolves_the_image_twice_with_a_retag_between() {
     rt().block_on(async {
         let first = TestContext::named("integrity-first").unwrap();
         let c = first.container(ContainerSpec::new("base").with_cmd(["sleep", "3600"])).await.unwrap();
-        // A different image: the base container's filesystem with one more file.
+        // A different image under the session's reference: the base container's
+        // filesystem with one more file.
         c.exec(["touch", "/changed"]).await.unwrap();
         let docker = common::raw().await;
         let private = std::env::var("DOCKER_HARNESS_IMAGE").unwrap();
@@ -38,7 +39,20 @@ fn child_resolves_the_image_twice_with_a_retag_between() {
         };
         docker.commit_container(opts, bollard::models::ContainerConfig::default()).await.unwrap();
         let second = TestContext::named("integrity-second").unwrap();
-        match second.container(ContainerSpec::new("after").with_cmd(["true"])).await {
+        let after = second.container(ContainerSpec::new("after").with_cmd(["sleep", "3600"])).await.unwrap();
+        let changed = after.exec(["test", "-e", "/changed"]).await.unwrap().exit_code;
+        println!("REPORT changed_exit={changed}");
+        // And an image that is gone by the time a later context needs it is a clear error.
+        first.cleanup().await.unwrap();
+        second.cleanup().await.unwrap();
+        // The committed image, and with it its untagged parent: the one the session resolved.
+        let force = || Some(RemoveImageOptions { force: true, ..Default::default() });
+        docker.remove_image(&private, force(), None).await.unwrap();
+        let session_id = docker_harness::session_image().await.unwrap().id;
+        let _ = docker.remove_image(&session_id, force(), None).await;
+        assert!(docker.inspect_image(&session_id).await.is_err(), "the session's image is still there");
+        let third = TestContext::named("integrity-third").unwrap();
+        match third.container(ContainerSpec::new("gone").with_cmd(["true"])).await {
             Err(e @ Error::ImageChanged { .. }) => println!("REPORT result={}", one_line(&e)),
             other => println!("REPORT result=unexpected {other:?}"),
         }
@@ -46,12 +60,24 @@ fn child_resolves_the_image_twice_with_a_retag_between() {
 }
 
 #[tokio::test]
-async fn a_retag_during_the_session_is_caught_by_the_next_context() -> anyhow::Result<()> {
+async fn a_retag_during_the_session_changes_nothing_and_a_removed_image_is_a_clear_error() -> anyhow::Result<()> {
     let docker = common::raw().await;
     let base = docker_harness::session_image().await?;
+    // A private image of its own ID (the session image plus a file), which the child may
+    // remove without touching what the other tests use.
+    let seed = TestContext::named("integrity-seed")?;
+    let c = seed.container(ContainerSpec::new("seed").with_cmd(["sleep", "3600"])).await?;
+    c.exec(["touch", "/private"]).await?;
     let private = format!("dh-e2e-private-{}:integrity", uuid::Uuid::new_v4().simple());
     let (repo, tag) = private.split_once(':').unwrap();
-    docker.tag_image(&base.reference, Some(TagImageOptions { repo: Some(repo.into()), tag: Some(tag.into()) })).await?;
+    let opts = bollard::query_parameters::CommitContainerOptions {
+        container: Some(c.id().to_string()),
+        repo: Some(repo.to_string()),
+        tag: Some(tag.to_string()),
+        ..Default::default()
+    };
+    docker.commit_container(opts, bollard::models::ContainerConfig::default()).await?;
+    seed.cleanup().await?;
     let mut cmd =
         common::child("child_resolves_the_image_twice_with_a_retag_between", &[("DOCKER_HARNESS_IMAGE", &private)]);
     common::own_session(&mut cmd, "integrity");
@@ -59,12 +85,15 @@ async fn a_retag_during_the_session_is_caught_by_the_next_context() -> anyhow::R
     // The private tag now names the committed image; removing it removes that image.
     let _ = docker.remove_image(&private, Some(RemoveImageOptions { force: true, ..Default::default() }), None).await;
     let r = common::reported(&out.stdout);
-    let msg = r.get("result").map(String::as_str).unwrap_or_default();
-    assert!(
-        msg.starts_with(&format!("image {private} changed during the session")),
-        "{msg}\n{}",
-        String::from_utf8_lossy(&out.stderr)
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        r.get("changed_exit").map(String::as_str),
+        Some("1"),
+        "a later context ran the re-tagged image\n{stderr}"
     );
+    let msg = r.get("result").map(String::as_str).unwrap_or_default();
+    assert!(msg.starts_with(&format!("image {private} changed during the session")), "{msg}\n{stderr}");
+    assert!(msg.contains("<absent>"), "{msg}");
     // The pinned tag the other tests use still points where it did.
     assert_eq!(docker.inspect_image(&base.reference).await?.id.as_deref(), Some(base.id.as_str()));
     Ok(())

@@ -30,6 +30,9 @@ pub const SHARED: &str = "docker-harness.shared";
 /// `place/pid/start time` of the session's runner (nextest, or the test binary under
 /// `cargo test`), on session-shared resources: they live as long as it does.
 pub const RUNNER: &str = "docker-harness.runner";
+/// On containers: the image reference the test named. The container is made from the ID
+/// the session resolved that reference to, which is what Docker shows as its image.
+pub const IMAGE: &str = "docker-harness.image";
 /// On everything a compose file brought up (its services' containers, its networks and
 /// volumes): the project name the harness gave it, by which its guard finds them all.
 pub const COMPOSE: &str = "docker-harness.compose";

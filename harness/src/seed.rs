@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use crate::container::{self, ContainerSpec};
 use crate::error::Result;
+use crate::image::SessionImage;
 use crate::scope::Scope;
 use crate::volume::VolumeGuard;
 use crate::{blocking, engine};
@@ -13,7 +14,7 @@ use crate::{blocking, engine};
 /// Copies a host directory into a new volume through a short-lived container of `image`,
 /// one of the scope's (so it counts against the test's budget and goes at its teardown
 /// whatever happens here).
-pub(crate) async fn seed(scope: Arc<Scope>, volume: &VolumeGuard, dir: &Path, image: String) -> Result<()> {
+pub(crate) async fn seed(scope: Arc<Scope>, volume: &VolumeGuard, dir: &Path, image: SessionImage) -> Result<()> {
     let seeder = ContainerSpec::new(format!("{}-seed", volume.logical_name())).with_volume(volume, "/seed");
     if blocking::run(engine::current()).await?.copies_into_created_mounts() {
         // The seeding container never has to run.

@@ -14,7 +14,7 @@ use crate::docker::calls;
 use crate::error::{CleanupFailure, Error, Result};
 use crate::labels::{self, classify, Verdict};
 use crate::owner::{Liveness, Owner};
-use crate::resource::Resource;
+use crate::resource::{Kind, Resource};
 use crate::{adopt, blocking, docker, removal, session};
 
 /// A managed resource and what the liveness rules make of it.
@@ -56,10 +56,15 @@ impl SweepReport {
 /// Lists every managed resource (optionally only those with more `key=value` labels) and
 /// classifies it.
 pub(crate) async fn survey_with(docker: &Docker, extra: &[String]) -> Result<Vec<Leftover>> {
+    survey_kinds(docker, extra, &Kind::TEARDOWN_ORDER).await
+}
+
+/// As [`survey_with`], of these kinds only.
+async fn survey_kinds(docker: &Docker, extra: &[String], kinds: &[Kind]) -> Result<Vec<Leftover>> {
     let mut filters = vec![format!("{}=true", labels::MANAGED)];
     filters.extend_from_slice(extra);
     let now = labels::unix_now();
-    Ok(removal::list_labelled(docker, &filters)
+    Ok(removal::list_kinds(docker, &filters, kinds)
         .await?
         .into_iter()
         .map(|r| {
@@ -269,6 +274,11 @@ fn remove_finished_sessions(dirs: Vec<PathBuf>, current: &Path) {
 /// Before a test creates anything: orphans left by an earlier run of the same test.
 /// Once per test name per process: earlier contexts of the same test in this process
 /// belong to a live owner, so looking again could find nothing new to remove.
+///
+/// One listing, of containers: a run that died leaves its containers (what holds ports,
+/// memory and names), and only when one of a dead owner is there are the other kinds
+/// listed and handled. A dead run's networks, volumes and images without a container are
+/// the watcher's (at once) and the next session's check's.
 pub(crate) async fn same_test(test_name: &str) -> Result<()> {
     static CHECKED: once_cell::sync::Lazy<std::sync::Mutex<std::collections::HashSet<String>>> =
         once_cell::sync::Lazy::new(Default::default);
@@ -277,7 +287,10 @@ pub(crate) async fn same_test(test_name: &str) -> Result<()> {
     }
     let docker = docker::client().await?;
     let filter = vec![format!("{}={}", labels::TEST, test_name)];
-    apply_policy(&docker, &filter, &format!("leftovers of {test_name}")).await?;
+    let containers = survey_kinds(&docker, &filter, &[Kind::Container]).await?;
+    if containers.iter().any(|l| l.verdict == Verdict::Orphan) {
+        apply_policy(&docker, &filter, &format!("leftovers of {test_name}")).await?;
+    }
     if let Ok(mut c) = CHECKED.lock() {
         c.insert(test_name.to_string());
     }

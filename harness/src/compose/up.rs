@@ -135,7 +135,7 @@ async fn images_present(docker: &bollard::Docker, images: &[(String, String)], f
         }
         checked.push(image.clone());
         if *image == session {
-            image::session_image_checked().await?;
+            image::session_image_resolved().await?;
             continue;
         }
         match docker.inspect_image(image).await {

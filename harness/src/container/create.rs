@@ -17,6 +17,7 @@ use super::handle::Container;
 use super::wait::poll;
 use super::{files, follow, ports, ContainerGuard, ContainerSpec};
 use crate::error::{Error, Result};
+use crate::image::SessionImage;
 use crate::resource::Kind;
 use crate::scope::Scope;
 use crate::{blocking, docker, gate, removal};
@@ -61,30 +62,26 @@ fn anonymous(target: &str, labels: &HashMap<String, String>) -> Mount {
     }
 }
 
-/// The paths an image declares as volumes, asked once per image per process (a failed
-/// inspect is not remembered, and leaves the create to say what is wrong with the image).
-async fn declared_volumes(docker: &Docker, image: &str) -> Vec<String> {
-    if let Some(v) = SEEN.lock().ok().and_then(|m| m.get(image).cloned()) {
+/// The paths an image declares as volumes: as the session recorded them when it resolved
+/// the image, else asked once per image per process (a failed inspect is not remembered,
+/// and leaves the create to say what is wrong with the image).
+async fn declared_volumes(docker: &Docker, image: &SessionImage) -> Vec<String> {
+    if let Some(v) = &image.volumes {
+        return v.clone();
+    }
+    if let Some(v) = SEEN.lock().ok().and_then(|m| m.get(&image.id).cloned()) {
         return v;
     }
     crate::docker::calls::note("container", "inspect_image");
-    let Ok(info) = docker.inspect_image(image).await else { return Vec::new() };
-    remember_declared(image, &info)
-}
-
-static SEEN: Lazy<Mutex<HashMap<String, Vec<String>>>> = Lazy::new(Default::default);
-
-/// Keeps what an inspect of `image` says it declares as volumes, so that an inspect made
-/// for another reason (the session image's integrity check) spares the container its own.
-pub(crate) fn remember_declared(image: &str, info: &bollard::models::ImageInspect) -> Vec<String> {
-    let mut paths: Vec<String> =
-        info.config.as_ref().and_then(|c| c.volumes.clone()).unwrap_or_default().into_iter().collect();
-    paths.sort();
+    let Ok(info) = docker.inspect_image(&image.id).await else { return Vec::new() };
+    let paths = crate::image::declared(&info);
     if let Ok(mut m) = SEEN.lock() {
-        m.insert(image.to_string(), paths.clone());
+        m.insert(image.id.clone(), paths.clone());
     }
     paths
 }
+
+static SEEN: Lazy<Mutex<HashMap<String, Vec<String>>>> = Lazy::new(Default::default);
 
 /// What Docker is asked to create for a spec: its options, then its escape hatches, then
 /// the harness's own laid over whatever those left (`seal`).
@@ -176,24 +173,43 @@ fn seal(
 pub(crate) async fn create(
     docker: &Docker,
     spec: &ContainerSpec,
-    image: String,
+    image: &SessionImage,
     name: String,
-    labels: HashMap<String, String>,
+    mut labels: HashMap<String, String>,
 ) -> Result<Container> {
     spec.options.check(&spec.logical)?;
-    let declared = declared_volumes(docker, &image).await;
-    let body = body(spec, image, &labels, &declared)?;
+    let declared = declared_volumes(docker, image).await;
+    labels.insert(crate::labels::IMAGE.to_string(), image.reference.clone());
+    // The ID, not the reference: what the session resolved is what every test runs, a
+    // re-tag meanwhile notwithstanding, without an inspect per test to check it.
+    let body = body(spec, image.id.clone(), &labels, &declared)?;
     let _pass = gate::enter(&format!("create container {name}"))?;
     let opts = CreateContainerOptions { name: Some(name.clone()), platform: spec.options.platform() };
     crate::docker::calls::note("container", "create_container");
     let id = match docker.create_container(Some(opts), body).await {
         Ok(created) => created.id,
+        Err(e) if is_missing_image(&e, &image.id) => {
+            return Err(Error::ImageChanged {
+                image: image.reference.clone(),
+                expected: image.id.clone(),
+                found: "<absent>".into(),
+            })
+        }
         Err(e) => match removal::found_again(docker, Kind::Container, &name, &labels, &e).await {
             Some(r) => r.id,
             None => return Err(Error::docker(format!("create container {name}"), e)),
         },
     };
     Ok(Container::new(id, name))
+}
+
+/// A create answered 404 for the image it named by ID: the image was removed during the
+/// session (a spec's own `with_create_body` image is another's business, and other 404s,
+/// such as a network, keep their own message).
+fn is_missing_image(e: &bollard::errors::Error, id: &str) -> bool {
+    crate::engine::is_404(e)
+        && e.to_string().to_ascii_lowercase().contains("image")
+        && e.to_string().contains(id.trim_start_matches("sha256:").get(..12).unwrap_or(id))
 }
 
 /// Copies the spec's files in and, unless it is created only, starts the container and
@@ -214,11 +230,11 @@ pub(crate) async fn ready(docker: &Docker, c: &Container, spec: &ContainerSpec) 
 /// A test's container: tracked by its scope (and guarded) as soon as Docker has it, so a
 /// failed copy, start or wait leaves nothing behind. Its output is followed from then on
 /// when the spec asks, and its follower drained before any removal.
-pub(crate) async fn for_scope(scope: Arc<Scope>, spec: ContainerSpec, image: String) -> Result<ContainerGuard> {
+pub(crate) async fn for_scope(scope: Arc<Scope>, spec: ContainerSpec, image: SessionImage) -> Result<ContainerGuard> {
     blocking::run(crate::docker::calls::why("create", async move {
         let docker = docker::client().await?;
         let labels = scope.labels_for_new(&HashMap::new());
-        let c = create(&docker, &spec, image, scope.name_for(&spec.logical), labels).await?;
+        let c = create(&docker, &spec, &image, scope.name_for(&spec.logical), labels).await?;
         scope.farewell.name(c.id(), &spec.logical);
         if !spec.consumers.is_empty() {
             let drain = follow::start(docker.clone(), c.id(), c.name(), spec.consumers.clone());

@@ -240,16 +240,16 @@ impl TestContext {
     pub async fn container(&self, spec: ContainerSpec) -> Result<ContainerGuard> {
         self.prepare().await?;
         let image = match spec.image() {
-            Some(i) => image::ensure_checked(i).await?.reference,
+            Some(i) => image::ensure(i).await?,
             None => self.session_image().await?,
         };
         container::create::for_scope(self.scope.clone(), spec, image).await
     }
 
-    /// The session image's reference, checked once per context: every test sees whether the
-    /// image changed under it, without an inspect for each of its containers.
-    async fn session_image(&self) -> Result<String> {
-        Ok(self.image.get_or_try_init(image::session_image_checked).await?.reference.clone())
+    /// The session image, resolved once per context (from the session's record: no call to
+    /// the daemon once the session has it).
+    async fn session_image(&self) -> Result<image::SessionImage> {
+        Ok(self.image.get_or_try_init(image::session_image_resolved).await?.clone())
     }
 
     /// Runs the test's body and marks the test failed when it returns `Err`, which no Drop

@@ -125,11 +125,12 @@ pub enum Error {
         message: String,
     },
 
-    /// The pinned reference no longer points at the image the session resolved.
+    /// The image the session resolved is gone: containers are made from its ID, so a
+    /// re-tag changes nothing, but a removal does.
     #[error(
         "image {image} changed during the session: it was {expected} when the session resolved it \
-         and is now {found}.\n  help: something re-tagged or removed it while tests were running; \
-         do not re-tag the session image mid-run (tag a private copy instead)"
+         and is now {found}.\n  help: something removed it while tests were running; do not remove \
+         or prune images mid-run (re-run the suite to resolve it again)"
     )]
     ImageChanged {
         /// The image reference.

@@ -26,14 +26,26 @@ use crate::engine::{self, is_404};
 use crate::error::{Error, Result};
 use crate::{blocking, docker, labels, naming, session};
 
-/// The session image as resolved: the reference containers use and the image ID it
-/// pointed at when the session resolved it.
+/// The session image as resolved: the reference tests name and the image ID it pointed at
+/// when the session resolved it. Containers are created from the ID, so a re-tag during
+/// the session never changes what a later test runs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct SessionImage {
     /// The reference to use (`alpine:3.19.1` unless `DOCKER_HARNESS_IMAGE` says otherwise).
     pub reference: String,
     /// The image ID (`sha256:…`).
     pub id: String,
+    /// The paths the image declares as volumes, read when the session resolved it (none
+    /// recorded: asked of the daemon once per process).
+    #[serde(default)]
+    pub(crate) volumes: Option<Vec<String>>,
+}
+
+impl SessionImage {
+    pub(crate) fn new(reference: impl Into<String>, id: impl Into<String>, volumes: Option<Vec<String>>) -> Self {
+        SessionImage { reference: reference.into(), id: id.into(), volumes }
+    }
 }
 
 /// One real pull, as recorded in the session's `pulls.jsonl`.
@@ -79,9 +91,9 @@ pub async fn session_image() -> Result<SessionImage> {
     blocking::run(async { resolve_once(&settings()?.image).await }).await
 }
 
-/// Resolves the session image and checks it still is what the session resolved.
-pub(crate) async fn session_image_checked() -> Result<SessionImage> {
-    blocking::run(crate::docker::calls::why("context", async { checked(&settings()?.image).await })).await
+/// Resolves the session image, once per session (what a container is made from).
+pub(crate) async fn session_image_resolved() -> Result<SessionImage> {
+    blocking::run(crate::docker::calls::why("context", async { resolve_once(&settings()?.image).await })).await
 }
 
 /// Resolves any image as the session image is resolved: present, or pulled (through the
@@ -92,17 +104,17 @@ pub(crate) async fn session_image_checked() -> Result<SessionImage> {
 /// # Errors
 /// As [`session_image`], and [`Error::RegistryAuth`] when the registry wants credentials
 /// that were not found or were refused.
-#[allow(dead_code, reason = "for image builds, whose FROM images are resolved as any other")]
 pub(crate) async fn ensure(reference: &str) -> Result<SessionImage> {
     let reference = reference.to_string();
     blocking::run(async move { resolve_once(&reference).await }).await
 }
 
-/// [`ensure`], then a check that the reference still names the image the session resolved
-/// (what each context does once for each image it uses).
-pub(crate) async fn ensure_checked(reference: &str) -> Result<SessionImage> {
-    let reference = reference.to_string();
-    blocking::run(async move { checked(&reference).await }).await
+/// The paths an image declares as volumes (`VOLUME`), sorted.
+pub(crate) fn declared(info: &bollard::models::ImageInspect) -> Vec<String> {
+    let mut paths: Vec<String> =
+        info.config.as_ref().and_then(|c| c.volumes.clone()).unwrap_or_default().into_iter().collect();
+    paths.sort();
+    paths
 }
 
 /// Records an image this session made itself (a build) as resolved, so that [`ensure`]
@@ -119,13 +131,7 @@ pub(crate) fn record_local(reference: &str, id: &str) -> Result<()> {
         source,
     })?;
     let done = sess.state_dir().join(format!("{}.done.json", once_key(reference)));
-    session::write_json(&done, &SessionImage { reference: reference.to_string(), id: id.to_string() })
-}
-
-async fn checked(reference: &str) -> Result<SessionImage> {
-    let img = resolve_once(reference).await?;
-    verify(&docker::client().await?, &img).await?;
-    Ok(img)
+    session::write_json(&done, &SessionImage::new(reference, id, None))
 }
 
 /// The session's once-key for a reference: readable, and exact (sanitizing alone would
@@ -212,39 +218,19 @@ fn recent_failure(path: &std::path::Path, image: &str) -> Option<Error> {
     })
 }
 
-/// Checks that `img.reference` still resolves to `img.id`.
-pub(crate) async fn verify(docker: &Docker, img: &SessionImage) -> Result<()> {
-    crate::docker::calls::note("image", "inspect_image");
-    let found = match docker.inspect_image(&img.reference).await {
-        Ok(i) => {
-            if i.id.as_deref() == Some(img.id.as_str()) {
-                crate::container::create::remember_declared(&img.reference, &i);
-            }
-            i.id.unwrap_or_default()
-        }
-        Err(e) if is_404(&e) => "<absent>".to_string(),
-        Err(e) => return Err(Error::docker(format!("inspect image {}", img.reference), e)),
-    };
-    if found == img.id {
-        Ok(())
-    } else {
-        Err(Error::ImageChanged { image: img.reference.clone(), expected: img.id.clone(), found })
-    }
-}
-
 async fn resolve(docker: &Docker, image: &str, policy: PullPolicy, mirror: Option<&str>) -> Result<SessionImage> {
     // An image ID names what is here; no registry has it under that name.
     let policy =
         if image.starts_with("sha256:") && policy == PullPolicy::Always { PullPolicy::Missing } else { policy };
     crate::docker::calls::note("image", "inspect_image");
     let present = match docker.inspect_image(image).await {
-        Ok(i) => i.id,
+        Ok(i) => i.id.clone().map(|id| (id, declared(&i))),
         Err(e) if is_404(&e) => None,
         Err(e) => return Err(Error::docker(format!("inspect image {image}"), e)),
     };
     match (present, policy) {
-        (Some(id), PullPolicy::Missing | PullPolicy::Never) => {
-            return Ok(SessionImage { reference: image.to_string(), id })
+        (Some((id, volumes)), PullPolicy::Missing | PullPolicy::Never) => {
+            return Ok(SessionImage::new(image, id, Some(volumes)))
         }
         (None, PullPolicy::Never) => return Err(Error::ImageMissing { image: image.to_string() }),
         _ => {}
@@ -274,6 +260,7 @@ async fn resolve(docker: &Docker, image: &str, policy: PullPolicy, mirror: Optio
         .inspect_image(&reference)
         .await
         .map_err(|e| Error::docker(format!("inspect image {reference} after pulling it"), e))?;
+    let volumes = declared(&info);
     let id = info.id.unwrap_or_default();
     let record = PullRecord {
         image: image.to_string(),
@@ -284,7 +271,7 @@ async fn resolve(docker: &Docker, image: &str, policy: PullPolicy, mirror: Optio
         pid: std::process::id(),
     };
     session::append_record(&session::current()?.state_dir().join("pulls.jsonl"), &record)?;
-    Ok(SessionImage { reference, id })
+    Ok(SessionImage::new(reference, id, Some(volumes)))
 }
 
 /// Reads every pull recorded for a session.

@@ -111,8 +111,8 @@ pub async fn shared_container(key: &str, spec: ContainerSpec) -> Result<SharedCo
         sweep::preflight().await?;
         let docker = docker::client().await?;
         let image = match spec.image() {
-            Some(i) => image::ensure_checked(i).await?.reference,
-            None => image::session_image_checked().await?.reference,
+            Some(i) => image::ensure(i).await?,
+            None => image::session_image_resolved().await?,
         };
         for generation in 0..MAX_GENERATIONS {
             let once_key = format!("shared-{key}-{generation}");
@@ -134,12 +134,18 @@ pub async fn shared_container(key: &str, spec: ContainerSpec) -> Result<SharedCo
     .await
 }
 
-async fn create(docker: &Docker, key: &str, spec: &ContainerSpec, image: String, session_id: &str) -> Result<Record> {
+async fn create(
+    docker: &Docker,
+    key: &str,
+    spec: &ContainerSpec,
+    image: image::SessionImage,
+    session_id: &str,
+) -> Result<Record> {
     let ttl = config::settings()?.ttl;
     let task = uuid::Uuid::new_v4().to_string();
     let name = naming::resource_name(&naming::prefix(&format!("shared-{key}"), &task), spec.logical_name());
     let labels = labels::for_shared(key, session_id, &task, ttl, &owner::runner());
-    let c = container::create::create(docker, spec, image, name, labels).await?;
+    let c = container::create::create(docker, spec, &image, name, labels).await?;
     if let Err(e) = container::create::ready(docker, &c, spec).await {
         // A half-made shared container would be attached to by every other test.
         if let Err(rm) = removal::remove(docker, Kind::Container, c.id(), c.name()).await {
