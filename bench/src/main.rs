@@ -63,31 +63,40 @@ async fn run() -> Result<()> {
     r.line("times are wall-clock ms per operation; ratios are harness/raw; targets are goals, not tests");
 
     let mut raw_median_ms = f64::NAN;
-    match phases::lifecycle::phase(&b, &mut r).await {
-        Ok(m) => raw_median_ms = m,
-        Err(e) => failed(&mut r, "1. container lifecycle", &e),
+    if wanted("lifecycle") {
+        match phases::lifecycle::phase(&b, &mut r).await {
+            Ok(m) => raw_median_ms = m,
+            Err(e) => failed(&mut r, "1. container lifecycle", &e),
+        }
     }
-    if let Err(e) = phases::attribution::phase(&b, &mut r).await {
+    if !wanted("attribution") {
+    } else if let Err(e) = phases::attribution::phase(&b, &mut r).await {
         failed(&mut r, "1b. overhead attribution", &e);
     }
-    if let Err(e) = phases::cleanup::phase(&b, &mut r).await {
+    if !wanted("cleanup") {
+    } else if let Err(e) = phases::cleanup::phase(&b, &mut r).await {
         failed(&mut r, "2. cleanup latency", &e);
     }
-    if let Err(e) = phases::throughput::phase(&b, &mut r, raw_median_ms).await {
+    if !wanted("throughput") {
+    } else if let Err(e) = phases::throughput::phase(&b, &mut r, raw_median_ms).await {
         failed(&mut r, "3. parallel throughput", &e);
     }
-    if let Err(e) = phases::networks_volumes::phase(&b, &mut r).await {
+    if !wanted("networks_volumes") {
+    } else if let Err(e) = phases::networks_volumes::phase(&b, &mut r).await {
         failed(&mut r, "5. networks and volumes", &e);
     }
-    if let Err(e) = phases::suite::phase(&b, &mut r).await {
+    if !wanted("suite") {
+    } else if let Err(e) = phases::suite::phase(&b, &mut r).await {
         failed(&mut r, "7. suite under nextest", &e);
     }
     // Before the pulls: its test processes need the session image.
-    if let Err(e) = watcher::phase(&b, &mut r).await {
+    if !wanted("watcher") {
+    } else if let Err(e) = watcher::phase(&b, &mut r).await {
         failed(&mut r, "6. watcher", &e);
     }
     // Last: it takes the session image away for a moment.
-    if let Err(e) = phases::pulls::phase(&b, &mut r).await {
+    if !wanted("pulls") {
+    } else if let Err(e) = phases::pulls::phase(&b, &mut r).await {
         failed(&mut r, "4. pulls per session", &e);
     }
     let left = phases::leftovers::phase(&b, &mut r).await;
@@ -155,6 +164,12 @@ fn loadavg() -> String {
         .ok()
         .and_then(|l| l.split_whitespace().next().map(str::to_string))
         .unwrap_or_else(|| "unknown".into())
+}
+
+/// Whether a phase runs: all of them unless `BENCH_PHASES` names some (comma-separated:
+/// lifecycle, attribution, cleanup, throughput, networks_volumes, suite, watcher, pulls).
+fn wanted(phase: &str) -> bool {
+    std::env::var("BENCH_PHASES").map_or(true, |v| v.split(',').any(|p| p.trim() == phase))
 }
 
 fn failed(r: &mut Report, phase: &str, e: &anyhow::Error) {

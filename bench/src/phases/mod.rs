@@ -7,6 +7,7 @@ pub(crate) mod leftovers;
 pub(crate) mod lifecycle;
 pub(crate) mod networks_volumes;
 pub(crate) mod pulls;
+pub(crate) mod scale;
 pub(crate) mod suite;
 pub(crate) mod throughput;
 

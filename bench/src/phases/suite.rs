@@ -14,8 +14,8 @@ use crate::stats::{Op, Report, Samples};
 use crate::{progress, Bench};
 
 /// The tests of one run: 24 of them, or all 384.
-const S24: &str = "test(/^s24::(a::|b::t0[0-7])/)";
-const S384: &str = "test(/^s384::/)";
+pub(super) const S24: &str = "test(/^s24::(a::|b::t0[0-7])/)";
+pub(super) const S384: &str = "test(/^s384::/)";
 
 /// Interleaved rounds per configuration (each round one harness run and one raw run, in
 /// alternating order): `BENCH_SUITE_ROUNDS`, 3 by default.
@@ -108,6 +108,55 @@ fn harness_ops(log: &Path) -> BTreeMap<String, u64> {
     ops
 }
 
+/// One configuration's interleaved runs: wall times (ms) and every process's calls.
+pub(super) struct Measured {
+    pub(super) h: Samples,
+    pub(super) raw: Samples,
+    pub(super) h_calls: Vec<BTreeMap<String, u64>>,
+    pub(super) raw_calls: Vec<BTreeMap<String, u64>>,
+    ops: BTreeMap<String, u64>,
+}
+
+impl Measured {
+    /// Calls per test, harness and raw: medians of the totals over the processes.
+    pub(super) fn calls(&self) -> (f64, f64) {
+        let total = |p: &[BTreeMap<String, u64>]| call_medians(p).get("total").copied().unwrap_or(f64::NAN);
+        (total(&self.h_calls), total(&self.raw_calls))
+    }
+}
+
+/// Runs one configuration `n` times each way, alternating which path goes first.
+pub(super) async fn measure(b: &Bench, shape: &str, jobs: usize, filter: &str, n: usize) -> Result<Measured> {
+    let logs = root().join("target").join("bench");
+    let mut m = Measured {
+        h: Samples::default(),
+        raw: Samples::default(),
+        h_calls: Vec::new(),
+        raw_calls: Vec::new(),
+        ops: BTreeMap::new(),
+    };
+    for round in 0..n {
+        for path in if round % 2 == 0 { ["raw", "harness"] } else { ["harness", "raw"] } {
+            let log = logs.join(format!("suite-calls-{path}.jsonl"));
+            let (run_id, filter, shape, log2) = (b.run_id.clone(), filter.to_string(), shape.to_string(), log.clone());
+            let run = move || nextest(&run_id, &filter, jobs, path, &shape, &log2);
+            let secs = tokio::task::spawn_blocking(run).await??;
+            let procs = per_process(&log);
+            if path == "harness" {
+                m.h.0.push(secs * 1000.0);
+                m.h_calls.extend(procs);
+                for (k, v) in harness_ops(&log) {
+                    *m.ops.entry(k).or_insert(0) += v;
+                }
+            } else {
+                m.raw.0.push(secs * 1000.0);
+                m.raw_calls.extend(procs);
+            }
+        }
+    }
+    Ok(m)
+}
+
 pub(crate) async fn phase(b: &Bench, r: &mut Report) -> Result<()> {
     let n = rounds();
     progress(&format!("7. suite under nextest: building, then {n} interleaved rounds per configuration"));
@@ -123,41 +172,17 @@ pub(crate) async fn phase(b: &Bench, r: &mut Report) -> Result<()> {
         "7. a suite under `cargo nextest run`, one process per test ({n} interleaved rounds; whole run wall time)"
     ));
     r.line("calls per test: medians over the run's processes, by phase: start/context/create/use/teardown");
-    let mut configs = vec![
+    let configs = vec![
         ("one", 1, S24, "24 tests, one container each"),
         ("one", 8, S24, "24 tests, one container each"),
         ("shape", 1, S24, "24 tests, network+volume+2 containers"),
         ("shape", 8, S24, "24 tests, network+volume+2 containers"),
     ];
-    // Minutes more: asked for by `BENCH_SUITE_384=1`.
-    if std::env::var_os("BENCH_SUITE_384").is_some() {
-        configs.push(("one", 8, S384, "384 tests, one container each"));
-    }
-    let logs = root().join("target").join("bench");
+    let mut baseline = None;
     for (shape, jobs, filter, what) in configs {
         progress(&format!("7. {what}, -j{jobs}"));
-        let (mut h, mut raw) = (Samples::default(), Samples::default());
-        let (mut h_calls, mut raw_calls) = (Vec::new(), Vec::new());
-        let mut ops = BTreeMap::new();
-        for round in 0..n {
-            for path in if round % 2 == 0 { ["raw", "harness"] } else { ["harness", "raw"] } {
-                let log = logs.join(format!("suite-calls-{path}.jsonl"));
-                let (run_id, filter, log2) = (b.run_id.clone(), filter.to_string(), log.clone());
-                let run = move || nextest(&run_id, &filter, jobs, path, shape, &log2);
-                let secs = tokio::task::spawn_blocking(run).await??;
-                let procs = per_process(&log);
-                if path == "harness" {
-                    h.0.push(secs * 1000.0);
-                    h_calls.extend(procs);
-                    for (k, v) in harness_ops(&log) {
-                        *ops.entry(k).or_insert(0) += v;
-                    }
-                } else {
-                    raw.0.push(secs * 1000.0);
-                    raw_calls.extend(procs);
-                }
-            }
-        }
+        let m = measure(b, shape, jobs, filter, n).await?;
+        let Measured { h, raw, h_calls, raw_calls, ops } = &m;
         let id = format!("suite.{shape}.j{jobs}");
         let ratios = Samples(h.0.iter().zip(&raw.0).map(|(a, b)| a / b).collect());
         let (lo, hi) = (ratios.0.iter().copied().fold(f64::INFINITY, f64::min), ratios.max());
@@ -200,7 +225,7 @@ pub(crate) async fn phase(b: &Bench, r: &mut Report) -> Result<()> {
             h.median() / 1000.0,
             ratios.median()
         ));
-        let (hc, rc) = (call_medians(&h_calls), call_medians(&raw_calls));
+        let (hc, rc) = (call_medians(h_calls), call_medians(raw_calls));
         let row = |m: &BTreeMap<String, f64>| {
             ["start", "context", "create", "use", "teardown", "other", "total"]
                 .map(|k| format!("{:>5}", m.get(k).copied().unwrap_or(0.0)))
@@ -225,6 +250,12 @@ pub(crate) async fn phase(b: &Bench, r: &mut Report) -> Result<()> {
                 r.line(format!("    {k}: {v}"));
             }
         }
+        if jobs == 8 && shape == "one" {
+            baseline = Some(m);
+        }
     }
-    Ok(())
+    match baseline {
+        Some(base) => super::scale::phase(b, r, &base).await,
+        None => Ok(()),
+    }
 }
