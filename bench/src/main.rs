@@ -77,6 +77,10 @@ async fn run() -> Result<()> {
     } else if let Err(e) = phases::cleanup::phase(&b, &mut r).await {
         failed(&mut r, "2. cleanup latency", &e);
     }
+    if !wanted("teardown") {
+    } else if let Err(e) = phases::teardown::phase(&b, &mut r).await {
+        failed(&mut r, "2b. teardown of a whole test", &e);
+    }
     if !wanted("throughput") {
     } else if let Err(e) = phases::throughput::phase(&b, &mut r, raw_median_ms).await {
         failed(&mut r, "3. parallel throughput", &e);
@@ -167,7 +171,7 @@ fn loadavg() -> String {
 }
 
 /// Whether a phase runs: all of them unless `BENCH_PHASES` names some (comma-separated:
-/// lifecycle, attribution, cleanup, throughput, networks_volumes, suite, watcher, pulls).
+/// lifecycle, attribution, cleanup, teardown, throughput, networks_volumes, suite, watcher, pulls).
 fn wanted(phase: &str) -> bool {
     std::env::var("BENCH_PHASES").map_or(true, |v| v.split(',').any(|p| p.trim() == phase))
 }

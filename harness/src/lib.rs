@@ -3,7 +3,7 @@
 //!
 //! A [`TestContext`] names and labels everything a test creates; guards remove each
 //! resource when they drop; the context removes whatever is left (containers, then
-//! networks, then volumes, each confirmed gone); SIGTERM and SIGINT clean up before the
+//! networks and volumes, each confirmed gone); SIGTERM and SIGINT clean up before the
 //! process exits; and the once-per-session pre-test check removes what a SIGKILL left.
 //!
 //! ```no_run

@@ -9,6 +9,7 @@ pub(crate) mod networks_volumes;
 pub(crate) mod pulls;
 pub(crate) mod scale;
 pub(crate) mod suite;
+pub(crate) mod teardown;
 pub(crate) mod throughput;
 
 /// Samples per path in the interleaved comparisons (1 and 5), after `WARMUP` rounds that

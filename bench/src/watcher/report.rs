@@ -84,14 +84,14 @@ pub(super) fn report(r: &mut Report, out: &Value, exit: &Exit, runner_gone_at: I
         None,
     );
     let first = series("first_event_ms");
-    // remove_in_order goes kind by kind (containers, then networks, then volumes), so the
-    // gaps between the kinds' last destroy events are each kind's removal.
+    // remove_in_order removes the containers, then the networks and volumes together, so
+    // the gaps from the last container's destroy event are those kinds' removals.
     let gap = |from: &str, to: &str| {
         Samples(trials.iter().filter_map(|t| Some(t[to].as_f64()? - t[from].as_f64()?)).collect())
     };
     let c_removal = gap("first_event_ms", "containers_destroyed_ms");
     let n_removal = gap("containers_destroyed_ms", "networks_destroyed_ms");
-    let v_removal = gap("networks_destroyed_ms", "volumes_destroyed_ms");
+    let v_removal = gap("containers_destroyed_ms", "volumes_destroyed_ms");
     let lag = Samples(
         trials
             .iter()
@@ -108,7 +108,7 @@ pub(super) fn report(r: &mut Report, out: &Value, exit: &Exit, runner_gone_at: I
         ("detect_and_list", "kill to the sweep's first Docker event: the pidfd's word of the exit and the owner's listing", &first),
         ("containers", "the sweep's first event to its last container destroyed (3 force-removals in parallel, each confirmed by 404)", &c_removal),
         ("networks", "the last container destroyed to the last network destroyed (2 removals in parallel, after the containers')", &n_removal),
-        ("volumes", "the last network destroyed to the last volume destroyed (2 removals in parallel, after the networks')", &v_removal),
+        ("volumes", "the last container destroyed to the last volume destroyed (2 removals in parallel, with the networks')", &v_removal),
         ("observed", "the last destroy event to the bench seeing the last 404 (its 20 ms polling)", &lag),
     ];
     for (id, what, s) in splits {

@@ -35,7 +35,7 @@ const PREFLIGHT_SETTLE: Duration = Duration::from_secs(10);
 /// (`dh-<test name>-<short task id>-<logical name>`) and the harness's labels, so tests
 /// running in parallel can use the same logical names without colliding. When the
 /// context is dropped (or [`cleanup`](Self::cleanup) is awaited), whatever is left is
-/// removed: containers, then networks, then volumes, each confirmed gone by Docker.
+/// removed: containers, then networks and volumes, each confirmed gone by Docker.
 ///
 /// # Example
 /// ```no_run
