@@ -100,8 +100,9 @@ deps:
 check-daemon:
 	@scripts/check-daemon.sh
 
-# Removes the suite's stale bait (its owner is gone, or it is another host's and older than
-# 10 minutes), never a live run's: the first step of every target that runs the suite.
+# Removes the suite's stale bait and the chaos driver's stale canaries (their owner is gone,
+# or they are another host's and older than 10 minutes), never a live run's: the first step
+# of every target that runs the suite.
 bait-sweep: check-daemon
 	@$(BAIT) sweep
 

@@ -2,7 +2,8 @@
 # The e2e suite's bait that a killed run left behind: scripts/bait.sh sweep|list
 #
 # Every container, network and volume the suite makes outside the harness on purpose
-# carries the suite's own label, DH_BAIT_LABEL=<host>/<pid>/<start>@<created> (lib.sh).
+# carries the suite's own label, DH_BAIT_LABEL=<host>/<pid>/<start>@<created> (lib.sh);
+# the chaos driver's canaries carry DH_CHAOS_CANARY_LABEL with a value of the same form.
 # A run killed midway (nextest's terminate-after, a cancelled CI job, Ctrl-C) leaves it
 # there, and the harness never touches it: that is what bait is for. So every make target
 # that runs the suite calls `sweep` first, which removes stale bait:
@@ -34,20 +35,35 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 max_age=${DH_BAIT_MAX_AGE:-600}
 [[ $max_age =~ ^[0-9]+$ ]] || dh_die "DH_BAIT_MAX_AGE=$max_age is not a number of seconds"
 
-# Prints one line per piece of bait: KIND<TAB>ID<TAB>NAME<TAB>VALUE.
+# Prints one line per piece of bait: KIND<TAB>ID<TAB>NAME<TAB>VALUE<TAB>LABEL, every container first,
+# then the networks, then the volumes. Bait is what carries the suite's label, or the label
+# of the chaos driver's canaries (DH_CHAOS_CANARY_LABEL: a run killed midway leaves them;
+# their value has the same form); only ever by one of these exact labels.
 bait() {
-    local fmt
-    fmt="{{.ID}}\t{{.Names}}\t{{.Label \"$DH_BAIT_LABEL\"}}"
-    docker ps -a --no-trunc --filter "label=$DH_BAIT_LABEL" --format "$fmt" | sed 's/^/container\t/'
-    fmt="{{.ID}}\t{{.Name}}\t{{.Label \"$DH_BAIT_LABEL\"}}"
-    docker network ls --no-trunc --filter "label=$DH_BAIT_LABEL" --format "$fmt" | sed 's/^/network\t/'
-    fmt="{{.Name}}\t{{.Name}}\t{{.Label \"$DH_BAIT_LABEL\"}}"
-    docker volume ls --filter "label=$DH_BAIT_LABEL" --format "$fmt" | sed 's/^/volume\t/'
+    local fmt label
+    for label in "$DH_BAIT_LABEL" "$DH_CHAOS_CANARY_LABEL"; do
+        fmt="{{.ID}}\t{{.Names}}\t{{.Label \"$label\"}}\t$label"
+        docker ps -a --no-trunc --filter "label=$label" --format "$fmt" | sed 's/^/container\t/'
+    done
+    for label in "$DH_BAIT_LABEL" "$DH_CHAOS_CANARY_LABEL"; do
+        fmt="{{.ID}}\t{{.Name}}\t{{.Label \"$label\"}}\t$label"
+        docker network ls --no-trunc --filter "label=$label" --format "$fmt" | sed 's/^/network\t/'
+    done
+    for label in "$DH_BAIT_LABEL" "$DH_CHAOS_CANARY_LABEL"; do
+        fmt="{{.Name}}\t{{.Name}}\t{{.Label \"$label\"}}\t$label"
+        docker volume ls --filter "label=$label" --format "$fmt" | sed 's/^/volume\t/'
+    done
 }
 
-# Prints live, stale or young for a bait label's value: see the rule above.
-verdict() { # VALUE
+# Prints live, stale or young for a bait label's value: see the rule above. A chaos canary
+# whose value has no owner was made by a driver from before owners were recorded: it may
+# belong to a run going on now, and is left to whoever made it (unowned).
+verdict() { # VALUE [LABEL]
     local value=$1 owner created host now
+    if [[ ${2:-} == "$DH_CHAOS_CANARY_LABEL" && $value != *@* ]]; then
+        echo unowned
+        return
+    fi
     owner=${value%@*}
     created=${value##*@}
     host=${owner%%/*}
@@ -87,9 +103,9 @@ sweep() {
     local kind id name value v removed=0 spared=0 failed=0 listing
     local -a stale=()
     listing=$(bait)
-    while IFS=$'\t' read -r kind id name value; do
+    while IFS=$'\t' read -r kind id name value label; do
         [[ -n $kind ]] || continue
-        v=$(verdict "$value")
+        v=$(verdict "$value" "$label")
         if [[ $v == stale ]]; then stale+=("$kind"$'\t'"$id"$'\t'"$name"); else ((++spared)); fi
     done <<<"$listing"
     # Containers first, then networks, then volumes: what is in use goes after its user.
@@ -145,9 +161,9 @@ sweep() {
 
 list() {
     local kind id name value
-    while IFS=$'\t' read -r kind id name value; do
+    while IFS=$'\t' read -r kind id name value label; do
         [[ -n $kind ]] || continue
-        printf '%-9s %-6s %s %s\n' "$kind" "$(verdict "$value")" "$name" "$value"
+        printf '%-9s %-7s %s %s\n' "$kind" "$(verdict "$value" "$label")" "$name" "$value"
     done <<<"$(bait)"
 }
 

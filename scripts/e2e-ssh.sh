@@ -21,32 +21,16 @@ port=$(dh_free_port DOCKER_HARNESS_SSH_PORT 23850)
 dir="$DH_STATE/ssh"
 rm -rf "$dir"
 DH_E2E_DAEMON_SOCKET="$socket" "$here/sshd-setup.sh" "$dir" "$port"
-log="$dir/sshd.log"
-pidfile="$dir/sshd-$port.pid.started"
-pid=
-stop_sshd() {
-    [[ -n $pid ]] || return 0
-    if dh_recorded_pid "$pidfile" "sshd -D -e -f $dir/sshd_config" >/dev/null; then
-        dh_end_pid "$pid" 50
-        wait "$pid" 2>/dev/null || true
-    fi
-    rm -f "$pidfile"
-}
-trap stop_sshd EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-dh_start_detached "$pidfile" "$log" /usr/sbin/sshd -D -e -f "$dir/sshd_config"
-pid=$DH_STARTED_PID
-
-export PATH="$dir/bin:$PATH"
-export DOCKER_HOST
-DOCKER_HOST=$(<"$dir/docker-host")
+host=$(<"$dir/docker-host")
+# The server starts with this script's environment; only the probe and CMD get the ssh setup.
+answers() { PATH="$dir/bin:$PATH" DOCKER_HOST=$host timeout 10 docker version --format '{{.Server.Version}}' >/dev/null 2>&1; }
+dh_start_proxy "$dir/sshd-$port.pid.started" "$dir/sshd.log" "sshd -D -e -f $dir/sshd_config" pid \
+    "sshd on 127.0.0.1:$port" \
+    "sshd on 127.0.0.1:$port did not reach the daemon through docker system dial-stdio" answers -- \
+    /usr/sbin/sshd -D -e -f "$dir/sshd_config"
+export PATH="$dir/bin:$PATH" DOCKER_HOST=$host
 export DH_E2E_WITNESS_HOST="unix://$socket" DH_E2E_DAEMON_SOCKET="$socket"
-answers() { timeout 10 docker version --format '{{.Server.Version}}' >/dev/null 2>&1; }
-dh_wait_ready "$pid" 50 "$log" "sshd on 127.0.0.1:$port" answers ||
-    dh_die "sshd on 127.0.0.1:$port did not reach the daemon through docker system dial-stdio"
-dh_say "an OpenSSH server (PID $pid) on 127.0.0.1:$port stands in for a remote build host; DOCKER_HOST=$DOCKER_HOST"
+dh_say "an OpenSSH server (PID $DH_PROXY_PID) on 127.0.0.1:$port stands in for a remote build host; DOCKER_HOST=$DOCKER_HOST"
 
 rc=0
 "$here/with-image.sh" "$@" || rc=$?

@@ -20,31 +20,19 @@ port=$(dh_free_port DOCKER_HARNESS_TLS_PORT 23800)
 dir="$DH_STATE/tls"
 rm -rf "$dir"
 "$here/certs.sh" "$dir"
-log="$dir/socat.log"
-pidfile="$dir/socat-$port.pid"
 listen="OPENSSL-LISTEN:$port,bind=127.0.0.1,reuseaddr,fork,cert=$dir/server/cert.pem,key=$dir/server/key.pem,cafile=$dir/ca/cert.pem,verify=1"
-pid=
-stop_proxy() {
-    [[ -n $pid ]] || return 0
-    if dh_recorded_pid "$pidfile" "OPENSSL-LISTEN:$port," >/dev/null; then
-        dh_end_pid "$pid" 50 group
-        wait "$pid" 2>/dev/null || true
-    fi
-    rm -f "$pidfile"
+answers() {
+    DOCKER_HOST="tcp://127.0.0.1:$port" DOCKER_TLS_VERIFY=1 DOCKER_CERT_PATH="$dir/client" \
+        timeout 5 docker version --format '{{.Server.Version}}' >/dev/null 2>&1
 }
-trap stop_proxy EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-dh_start_detached "$pidfile" "$log" env OPENSSL_CONF="$dir/openssl.cnf" socat -t 30 "$listen" "UNIX-CONNECT:$socket"
-pid=$DH_STARTED_PID
-
+# `group`: the children socat forks per connection share its process group, and go with it.
+dh_start_proxy "$dir/socat-$port.pid" "$dir/socat.log" "OPENSSL-LISTEN:$port," group \
+    "the TLS proxy on 127.0.0.1:$port" \
+    "the TLS proxy on 127.0.0.1:$port to $socket did not answer as a Docker daemon" answers -- \
+    env OPENSSL_CONF="$dir/openssl.cnf" socat -t 30 "$listen" "UNIX-CONNECT:$socket"
 export DOCKER_HOST="tcp://127.0.0.1:$port" DOCKER_TLS_VERIFY=1 DOCKER_CERT_PATH="$dir/client"
 export DH_E2E_DAEMON_SOCKET="$socket"
-answers() { timeout 5 docker version --format '{{.Server.Version}}' >/dev/null 2>&1; }
-dh_wait_ready "$pid" 50 "$log" "the TLS proxy on 127.0.0.1:$port" answers ||
-    dh_die "the TLS proxy on 127.0.0.1:$port to $socket did not answer as a Docker daemon"
-dh_say "a socat TLS proxy (PID $pid) on 127.0.0.1:$port stands in for a remote daemon with --tlsverify; DOCKER_HOST=$DOCKER_HOST DOCKER_TLS_VERIFY=1 DOCKER_CERT_PATH=$DOCKER_CERT_PATH"
+dh_say "a socat TLS proxy (PID $DH_PROXY_PID) on 127.0.0.1:$port stands in for a remote daemon with --tlsverify; DOCKER_HOST=$DOCKER_HOST DOCKER_TLS_VERIFY=1 DOCKER_CERT_PATH=$DOCKER_CERT_PATH"
 
 rc=0
 "$here/with-image.sh" "$@" || rc=$?

@@ -1,5 +1,5 @@
-//! Hostile surroundings: a state directory that cannot be made, one on a path with spaces
-//! and unicode, `TMPDIR` odd or unset, a garbage setting, and two users on one daemon.
+//! Hostile surroundings: a state directory that cannot be made, one that is full, one on a
+//! path with spaces and unicode, `TMPDIR` odd or unset, a garbage setting, and two users on one daemon.
 //! Each runs in a child process, so its environment is its own.
 
 mod common;
@@ -88,6 +88,110 @@ fn a_garbage_setting_is_one_error_naming_the_variable_its_value_and_what_is_acce
             error.contains(var) && error.contains(&format!("{value:?}")) && error.contains(accepted),
             "{var}: {error}\n{text}"
         );
+    }
+    Ok(())
+}
+
+/// How a state directory is made full: its blocks (files cannot grow) or its inodes
+/// (nothing new can be made in it at all) before the session starts, or its blocks once the
+/// session has run a test and recorded its pre-test check and its image (the disk filling
+/// up during a run). `$@` is the child's command.
+const FULL: [(&str, &str, &str); 3] = [
+    ("blocks", "size=16k", r#"dd if=/dev/zero of="$DIR/fill" bs=4k 2>/dev/null"#),
+    ("inodes", "size=1m,nr_inodes=16", r#"i=0; while touch "$DIR/fill-$i" 2>/dev/null; do i=$((i+1)); done"#),
+    (
+        "blocks-midway",
+        "size=1m",
+        concat!(r#"timeout -s KILL 240 "$@" >/dev/null 2>&1; "#, r#"dd if=/dev/zero of="$DIR/fill" bs=4k 2>/dev/null"#),
+    ),
+];
+
+/// Mounts a tmpfs on `DIR`, fills it, then becomes the command: the mount lives only in the
+/// child's own mount namespace, so nothing on the host sees it and it goes with the child.
+const MOUNT_FULL: &str = r#"mount -t tmpfs -o "$OPTS" tmpfs "$DIR" || exit 77; eval "$FILL"; exec "$@""#;
+
+/// Whether this process may make a mount namespace and mount a tmpfs in it (root, and no
+/// seccomp or container policy against it); the reason when not.
+fn may_mount_tmpfs(dir: &std::path::Path) -> Result<(), String> {
+    let probe = std::process::Command::new("unshare")
+        .args(["-m", "sh", "-c", r#"mount -t tmpfs -o size=16k tmpfs "$0" && umount "$0""#])
+        .arg(dir)
+        .output();
+    match probe {
+        Ok(out) if out.status.success() => Ok(()),
+        Ok(out) => Err(String::from_utf8_lossy(&out.stderr).trim().to_string()),
+        Err(e) => Err(format!("unshare: {e}")),
+    }
+}
+
+/// Runs `cmd` inside a fresh mount namespace where `dir` is a tmpfs made full.
+fn in_a_full_tmpfs(
+    cmd: &std::process::Command,
+    dir: &std::path::Path,
+    opts: &str,
+    fill: &str,
+) -> std::process::Command {
+    let mut wrapped = std::process::Command::new("unshare");
+    wrapped.args(["-m", "sh", "-c", MOUNT_FULL, "sh"]).arg(cmd.get_program()).args(cmd.get_args());
+    for (k, v) in cmd.get_envs() {
+        match v {
+            Some(v) => wrapped.env(k, v),
+            None => wrapped.env_remove(k),
+        };
+    }
+    wrapped.env("DIR", dir).env("OPTS", opts).env("FILL", fill);
+    wrapped
+}
+
+#[tokio::test]
+async fn a_full_state_directory_is_a_clear_error_or_works_and_never_hangs_or_panics() -> anyhow::Result<()> {
+    let root = scratch_dir("hostile-full");
+    if let Err(why) = may_mount_tmpfs(&root) {
+        eprintln!("skipped: a full state directory needs a tmpfs in a mount namespace of its own ({why})");
+        return Ok(());
+    }
+    for (how, opts, fill) in FULL {
+        let dir = root.join(how);
+        std::fs::create_dir_all(&dir)?;
+        let mut cmd = child("child_makes_a_container", &[]);
+        let session = own_session(&mut cmd, &format!("full-{how}"));
+        cmd.env("DOCKER_HARNESS_STATE_DIR", &dir);
+        let (out, err) = (root.join(format!("{how}.out")), root.join(format!("{how}.err")));
+        let mut wrapped = in_a_full_tmpfs(&cmd, &dir, opts, fill);
+        wrapped.stdout(std::fs::File::create(&out)?).stderr(std::fs::File::create(&err)?);
+        let mut running = wrapped.spawn()?;
+        // Generous: a create and a wait take seconds; only a hang comes near this.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(600);
+        let status = loop {
+            if let Some(status) = running.try_wait()? {
+                break Some(status);
+            }
+            if std::time::Instant::now() > deadline {
+                running.kill()?; // by its PID: unshare, then sh, exec into the test binary
+                running.wait()?;
+                break None;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        };
+        let (stdout, stderr) = (std::fs::read_to_string(&out)?, std::fs::read_to_string(&err)?);
+        let text = format!("{stdout}\n{stderr}");
+        // Whatever the outcome, what the child made goes, by its session's label.
+        let left = docker_harness::sweep::clean(vec![format!("docker-harness.session={session}")]).await?.0;
+        let status = status.ok_or_else(|| anyhow::anyhow!("{how}: the child hung past 600 s:\n{text}"))?;
+        assert_ne!(status.code(), Some(77), "{how}: the tmpfs could not be mounted:\n{text}");
+        assert!(!stderr.contains("panicked at"), "{how}: the child panicked:\n{text}");
+        assert!(status.success(), "{how}: the child ended {status} (an abort or a signal):\n{text}");
+        let report = reported(stdout.as_bytes());
+        let said: Vec<&str> = stderr.lines().filter(|l| l.contains("docker-harness:")).collect();
+        eprintln!("a state directory full of {how}: {report:?}, left {}; said {said:?}", left.len());
+        match (report.get("made"), report.get("error")) {
+            (Some(_), None) => assert!(left.is_empty(), "{how}: its teardown left {left:?}:\n{text}"),
+            (None, Some(error)) => {
+                let named = error.contains(&dir.display().to_string());
+                assert!(named && error.contains("No space left") && error.contains("help:"), "{how}: {error}");
+            }
+            _ => panic!("{how}: the child reported neither a container nor an error:\n{text}"),
+        }
     }
     Ok(())
 }

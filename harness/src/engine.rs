@@ -191,7 +191,11 @@ pub(crate) async fn current() -> Result<Engine> {
         .get_or_try_init(|| async {
             let d = docker::client().await?;
             docker::calls::note_as("engine", "version", "start");
-            let v = d.version().await.map_err(|e| Error::docker("read the daemon's version", e))?;
+            // Bounded here, body included: the retry module, which bounds the other calls, sits above.
+            let v = tokio::time::timeout(request_timeout(), d.version())
+                .await
+                .unwrap_or(Err(bollard::errors::Error::RequestTimeoutError))
+                .map_err(|e| Error::docker("read the daemon's version", e))?;
             Ok(Engine::from_version(&v))
         })
         .await

@@ -93,7 +93,7 @@ pub(crate) async fn create(scope: Arc<Scope>, spec: NetworkSpec) -> Result<Netwo
         let _pass = gate::enter(&format!("create network {name}"))?;
         let labels = req.labels.clone().unwrap_or_default();
         crate::docker::calls::note("network", "create_network");
-        let id = match engine::past_interface_race(|| docker.create_network(req.clone())).await {
+        let id = match engine::past_interface_race(|| crate::retry::bounded(docker.create_network(req.clone()))).await {
             Ok(created) => created.id,
             Err(e) => match removal::found_again(&docker, Kind::Network, &name, &labels, &e).await {
                 Some(r) => r.id,
@@ -128,8 +128,7 @@ pub(crate) async fn create(scope: Arc<Scope>, spec: NetworkSpec) -> Result<Netwo
 /// listing: the names are compared here.
 async fn others_named(docker: &Docker, name: &str, ours: &str) -> Result<Vec<String>> {
     let filters = HashMap::from([("name".to_string(), vec![name.to_string()])]);
-    let listed = docker
-        .list_networks(Some(ListNetworksOptions { filters: Some(filters) }))
+    let listed = crate::retry::bounded(docker.list_networks(Some(ListNetworksOptions { filters: Some(filters) })))
         .await
         .map_err(|e| Error::docker(format!("list networks named {name}"), e))?;
     Ok(listed

@@ -18,7 +18,7 @@ use crate::docker::calls::note;
 use crate::engine::{self, is_404, status_of};
 use crate::error::{CleanupFailure, Error, Result};
 use crate::resource::{Kind, Resource};
-use crate::retry::idempotent;
+use crate::retry::{bounded, idempotent};
 
 /// How long a removal may wait for Docker to let go of a resource (an in-use volume or a
 /// network whose containers are still going) before it reports failure.
@@ -130,7 +130,7 @@ async fn remove_image(docker: &Docker, id: &str, tag: &str) -> Result<()> {
     // conflict): then it waits, as an intermediate that is still used does.
     if !id.is_empty() && id != reference {
         note("removal", "remove_image");
-        match docker.remove_image(id, Some(untag.clone()), None).await {
+        match bounded(docker.remove_image(id, Some(untag.clone()), None)).await {
             Ok(_) => {}
             Err(e) if is_404(&e) => {}
             Err(e) if status_of(&e) == Some(409) => built::leave_pending(id),
@@ -152,7 +152,7 @@ async fn remove_image(docker: &Docker, id: &str, tag: &str) -> Result<()> {
     }
     for image in made.images.iter().rev() {
         note("removal", "remove_image");
-        match docker.remove_image(image, Some(untag.clone()), None).await {
+        match bounded(docker.remove_image(image, Some(untag.clone()), None)).await {
             Ok(_) => {}
             Err(e) if is_404(&e) => {}
             Err(e) if status_of(&e) == Some(409) => built::leave_pending(image),
@@ -175,7 +175,7 @@ async fn retry_pending(docker: &Docker) {
         let mut still = Vec::new();
         for image in left {
             note("removal", "remove_image");
-            match docker.remove_image(&image, Some(untag.clone()), None).await {
+            match bounded(docker.remove_image(&image, Some(untag.clone()), None)).await {
                 Ok(_) => built::done_pending(&image),
                 Err(e) if is_404(&e) => built::done_pending(&image),
                 Err(_) => still.push(image),

@@ -163,12 +163,18 @@ fn read_done<T: DeserializeOwned>(path: &Path) -> Option<T> {
     serde_json::from_slice(&bytes).ok()
 }
 
-/// Writes JSON atomically (write then rename) so a reader never sees half a file.
+/// Writes JSON atomically (write then rename) so a reader never sees half a file. A write
+/// that fails (a full disk: the file could be made but not filled) takes its temporary
+/// file with it.
 pub(crate) fn write_json<T: Serialize>(path: &Path, v: &T) -> Result<()> {
     let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
     let bytes = serde_json::to_vec_pretty(v).expect("state records serialize");
-    fs::write(&tmp, bytes).map_err(state_err("write", &tmp))?;
-    fs::rename(&tmp, path).map_err(state_err("rename into place", path))
+    let written = fs::write(&tmp, bytes).map_err(state_err("write", path));
+    let placed = written.and_then(|()| fs::rename(&tmp, path).map_err(state_err("rename into place", path)));
+    if placed.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    placed
 }
 
 /// Every session's state directory under the state root.
@@ -302,6 +308,18 @@ mod tests {
         clear_working_state(&dir);
         let left: Vec<_> = fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name()).collect();
         assert_eq!(left, vec![std::ffi::OsString::from("pulls.jsonl")]);
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_record_that_cannot_be_put_in_place_leaves_no_temporary_file() {
+        let dir = temp_dir("place");
+        // A non-empty directory where the record goes: the rename fails after the write.
+        fs::create_dir_all(dir.join("rec.json/in-the-way")).unwrap();
+        let err = write_json(&dir.join("rec.json"), &1u32).unwrap_err();
+        assert!(matches!(&err, Error::State { action: "rename into place", .. }), "{err}");
+        let left: Vec<_> = fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(left, vec![std::ffi::OsString::from("rec.json")]);
         fs::remove_dir_all(dir).unwrap();
     }
 

@@ -88,7 +88,7 @@ pub(crate) async fn create(scope: Arc<Scope>, spec: VolumeSpec) -> Result<Volume
         let _pass = gate::enter(&format!("create volume {name}"))?;
         let labels = req.labels.clone().unwrap_or_default();
         crate::docker::calls::note("volume", "create_volume");
-        let made = match docker.create_volume(req).await {
+        let made = match crate::retry::bounded(docker.create_volume(req)).await {
             Ok(v) => v.name,
             Err(e) => match removal::found_again(&docker, Kind::Volume, &name, &labels, &e).await {
                 Some(r) => r.name,

@@ -138,7 +138,7 @@ async fn images_present(docker: &bollard::Docker, images: &[(String, String)], f
             image::session_image_resolved().await?;
             continue;
         }
-        match docker.inspect_image(image).await {
+        match crate::retry::bounded(docker.inspect_image(image)).await {
             Ok(_) => {}
             Err(e) if is_404(&e) => {
                 return Err(Error::Compose(ComposeError::File {

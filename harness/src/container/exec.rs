@@ -10,6 +10,7 @@ use tokio::io::AsyncWriteExt;
 
 use super::logs::{self, Logs};
 use crate::error::{Error, Result};
+use crate::retry;
 
 /// How long the exit code of a finished command may take to be reported.
 const EXIT_CODE_LIMIT: Duration = Duration::from_secs(1);
@@ -140,7 +141,7 @@ async fn run(docker: &Docker, id: &str, name: &str, spec: &ExecSpec) -> Result<E
         ..Default::default()
     };
     crate::docker::calls::note("exec", "create_exec");
-    let created = docker.create_exec(id, config).await.map_err(|e| Error::docker(what(), e))?;
+    let created = retry::bounded(docker.create_exec(id, config)).await.map_err(|e| Error::docker(what(), e))?;
     // Attached, never detached: a detached exec's exit code is not reliably reported.
     let opts = StartExecOptions { detach: false, tty: false, output_capacity: None };
     crate::docker::calls::note("exec", "start_exec");
@@ -166,7 +167,7 @@ async fn run(docker: &Docker, id: &str, name: &str, spec: &ExecSpec) -> Result<E
     let mut pause = Duration::from_millis(5);
     loop {
         crate::docker::calls::note("exec", "inspect_exec");
-        let info = docker.inspect_exec(&created.id).await.map_err(|e| Error::docker(what(), e))?;
+        let info = retry::bounded(docker.inspect_exec(&created.id)).await.map_err(|e| Error::docker(what(), e))?;
         if info.running != Some(true) {
             return Ok(ExecOutput::new(printed.stdout, printed.stderr, info.exit_code.unwrap_or(-1)));
         }

@@ -138,7 +138,7 @@ pub(crate) async fn copy_out_to(
 
 async fn download(docker: &Docker, id: &str, name: &str, path: &str) -> Result<Vec<u8>> {
     let opts = DownloadFromContainerOptions { path: path.to_string() };
-    let mut stream = docker.download_from_container(id, Some(opts));
+    let mut stream = crate::retry::bounded_stream(docker.download_from_container(id, Some(opts)));
     let mut tar = Vec::new();
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(|e| Error::docker(format!("copy {path} out of container {name}"), e))?;

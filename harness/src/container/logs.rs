@@ -12,6 +12,7 @@ use futures_util::{Stream, StreamExt};
 use crate::engine;
 use crate::error::{indent, Error, Result};
 use crate::resource::Resource;
+use crate::retry;
 
 /// Which of a container's output streams: for a log wait, which one it reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,7 +76,7 @@ fn reading(name: &str) -> impl Fn() -> String + '_ {
 
 /// Everything logged so far.
 pub(crate) async fn read(docker: &Docker, id: &str, name: &str) -> Result<Logs> {
-    collect(docker.logs(id, Some(options(None))), reading(name)).await
+    collect(retry::bounded_stream(docker.logs(id, Some(options(None)))), reading(name)).await
 }
 
 /// One line of a container's output, as a log consumer
@@ -106,7 +107,7 @@ impl LogLine {
 
 /// The output as lines, in the order Docker recorded them (the last `tail` only, when given).
 pub(crate) async fn read_lines(docker: &Docker, id: &str, name: &str, tail: Option<usize>) -> Result<Vec<LogLine>> {
-    let mut frames = docker.logs(id, Some(options(tail)));
+    let mut frames = retry::bounded_stream(docker.logs(id, Some(options(tail))));
     let mut lines = Vec::new();
     while let Some(frame) = frames.next().await {
         let Some((stream, chunk)) = demux(frame.map_err(|e| Error::docker(reading(name)(), e))?) else { continue };
@@ -122,18 +123,21 @@ pub(crate) async fn read_lines(docker: &Docker, id: &str, name: &str, tail: Opti
 /// in the block: a test that failed has a better error to show than this one.
 pub(crate) fn last_words(docker: Docker, c: Resource, title: String, lines: usize) -> BoxFuture<'static, String> {
     Box::pin(async move {
-        let state =
-            match engine::past_stopped(|| docker.inspect_container(&c.id, None::<InspectContainerOptions>)).await {
-                Ok(info) => {
-                    let state = info.state.unwrap_or_default();
-                    let status = state.status.map(|s| s.to_string()).unwrap_or_else(|| "in an unknown state".into());
-                    match state.exit_code {
-                        Some(code) if status == "exited" || status == "dead" => format!("{status}, exit code {code}"),
-                        _ => status,
-                    }
+        let state = match engine::past_stopped(|| {
+            retry::bounded(docker.inspect_container(&c.id, None::<InspectContainerOptions>))
+        })
+        .await
+        {
+            Ok(info) => {
+                let state = info.state.unwrap_or_default();
+                let status = state.status.map(|s| s.to_string()).unwrap_or_else(|| "in an unknown state".into());
+                match state.exit_code {
+                    Some(code) if status == "exited" || status == "dead" => format!("{status}, exit code {code}"),
+                    _ => status,
                 }
-                Err(e) => format!("not inspectable: {e}"),
-            };
+            }
+            Err(e) => format!("not inspectable: {e}"),
+        };
         let body = match read_lines(&docker, &c.id, &c.name, Some(lines)).await {
             Ok(read) => indent(&read.iter().map(LogLine::marked).collect::<Vec<_>>()),
             Err(e) => format!("    (its logs could not be read: {e})"),

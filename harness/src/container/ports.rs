@@ -77,9 +77,11 @@ pub(crate) async fn host_port(docker: &Docker, id: &str, name: &str, container_p
     let mut last = String::new();
     for pause in [0u64, 20, 50, 100, 200, 400, 800, 1000] {
         tokio::time::sleep(Duration::from_millis(pause)).await;
-        let info = engine::past_stopped(|| docker.inspect_container(id, None::<InspectContainerOptions>))
-            .await
-            .map_err(|e| Error::docker(format!("inspect container {name} for its ports"), e))?;
+        let info = engine::past_stopped(|| {
+            crate::retry::bounded(docker.inspect_container(id, None::<InspectContainerOptions>))
+        })
+        .await
+        .map_err(|e| Error::docker(format!("inspect container {name} for its ports"), e))?;
         let requested = info
             .host_config
             .as_ref()

@@ -214,7 +214,11 @@ pub async fn daemon_version() -> Result<(String, String)> {
     crate::blocking::run(async {
         let d = client().await?;
         calls::note("docker", "version");
-        let v = d.version().await.map_err(|e| Error::docker("read the daemon's version", e))?;
+        // The whole answer within the request timeout, body included (bollard bounds its head).
+        let v = tokio::time::timeout(crate::error::request_timeout(), d.version())
+            .await
+            .unwrap_or(Err(bollard::errors::Error::RequestTimeoutError))
+            .map_err(|e| Error::docker("read the daemon's version", e))?;
         Ok((v.version.unwrap_or_default(), v.api_version.unwrap_or_default()))
     })
     .await

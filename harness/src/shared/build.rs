@@ -53,7 +53,7 @@ pub async fn session_build(spec: BuildSpec) -> Result<BuiltImage> {
             build::build(&docker, &spec, prep, &tag, labels, "session").await
         })
         .await?;
-        match docker.inspect_image(&image.reference).await {
+        match crate::retry::bounded(docker.inspect_image(&image.reference)).await {
             Ok(i) if i.id.as_deref() == Some(image.id.as_str()) => Ok(image),
             Ok(i) => Err(Error::ImageChanged {
                 image: image.reference.clone(),

@@ -120,7 +120,7 @@ pub async fn shared_container(key: &str, spec: ContainerSpec) -> Result<SharedCo
                 create(&docker, &key, &spec, image.clone(), sess.id())
             })
             .await?;
-            match docker.inspect_container(&record.id, None::<InspectContainerOptions>).await {
+            match crate::retry::bounded(docker.inspect_container(&record.id, None::<InspectContainerOptions>)).await {
                 Ok(_) => {
                     return Ok(SharedContainer { key: key.clone(), container: Container::new(record.id, record.name) })
                 }

@@ -22,8 +22,14 @@ const SHARED: &str = "docker-harness.shared";
 const KEEP_UNTIL: &str = "docker-harness.keep-until";
 /// The e2e suite's bait (what its tests make outside the harness on purpose).
 const BAIT: &str = "docker-harness-e2e.bait";
-/// The driver's own canaries: `docker-harness-chaos.canary=<run token>`.
+/// The driver's own canaries: `docker-harness-chaos.canary=<place>/<pid>/<start>@<created>`,
+/// the driver's owner identity and the time, as the suite's bait label writes them, so that
+/// a killed run's canaries go (by the next run's driver, or by `scripts/bait.sh sweep`)
+/// while a run going on at the same time keeps its own.
 pub(crate) const CANARY: &str = "docker-harness-chaos.canary";
+/// Canaries whose owner cannot be judged here (another place, or a value this driver cannot
+/// read) go once they are this old, as the suite's bait does.
+const CANARY_MAX_AGE_SECS: u64 = 600;
 
 /// One container, network or volume, with what the verdict needs.
 #[derive(Debug, Clone)]
@@ -156,9 +162,12 @@ pub(crate) struct Canaries {
 }
 
 impl Canaries {
-    pub(crate) async fn create(d: &Docker, token: &str, image: &str) -> anyhow::Result<Canaries> {
+    pub(crate) async fn create(d: &Docker, token: &str, image: &str, place: &str) -> anyhow::Result<Canaries> {
         let name = format!("dh-chaos-canary-{token}");
-        let labels = HashMap::from([(CANARY.to_string(), token.to_string())]);
+        let me = std::process::id();
+        let start = procs::stat(me).map_or(0, |(_, start)| start);
+        let value = format!("{place}/{me}/{start}@{}", now_secs());
+        let labels = HashMap::from([(CANARY.to_string(), value)]);
         let net = NetworkCreateRequest { name: name.clone(), labels: Some(labels.clone()), ..Default::default() };
         let network = d.create_network(net).await.context("create the canary network")?.id;
         let vol = VolumeCreateRequest { name: Some(name.clone()), labels: Some(labels.clone()), ..Default::default() };
@@ -194,10 +203,83 @@ impl Canaries {
         bad
     }
 
+    /// Removes the canaries of earlier runs that were killed before they removed their own:
+    /// those whose driver is seen gone on this machine, and those of another place, or
+    /// unreadable, older than ten minutes; never one whose label names no owner (an older
+    /// driver's, maybe of a run going on now). Returns what went, as `kind name`.
+    pub(crate) async fn remove_stale(d: &Docker, place: &str) -> anyhow::Result<Vec<String>> {
+        let mut gone = Vec::new();
+        let opts = RemoveContainerOptionsBuilder::default().force(true).v(true).build();
+        // Containers first: a canary network or volume may be in use by a canary container.
+        for r in all(d)
+            .await?
+            .into_iter()
+            .filter(|r| stale_canary(r.labels.get(CANARY).map(String::as_str), place, now_secs()))
+        {
+            let removed = match r.kind {
+                "container" => d.remove_container(&r.id, Some(opts.clone())).await,
+                "network" => d.remove_network(&r.id).await,
+                _ => d.remove_volume(&r.id, None::<bollard::query_parameters::RemoveVolumeOptions>).await,
+            };
+            match removed {
+                Ok(()) => gone.push(format!("{} {}", r.kind, r.name)),
+                Err(e) => eprintln!("chaos: could not remove an earlier run's canary {} {}: {e}", r.kind, r.name),
+            }
+        }
+        Ok(gone)
+    }
+
     pub(crate) async fn remove(&self, d: &Docker) {
         let opts = RemoveContainerOptionsBuilder::default().force(true).build();
         let _ = d.remove_container(&self.container, Some(opts)).await;
         let _ = d.remove_network(&self.network).await;
         let _ = d.remove_volume(&self.volume, None::<bollard::query_parameters::RemoveVolumeOptions>).await;
+    }
+}
+
+fn now_secs() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// Whether a resource carrying the canary label `value` is an earlier run's, left behind:
+/// the rule of `scripts/bait.sh`'s verdict.
+fn stale_canary(value: Option<&str>, place: &str, now: u64) -> bool {
+    let Some(value) = value else { return false };
+    // No owner: a driver from before owners were recorded made it, maybe for a run going on
+    // now; it is left to that run.
+    let Some((owner, created)) = value.rsplit_once('@') else { return false };
+    let mut parts = owner.rsplitn(3, '/');
+    let (start, pid, host) = (parts.next(), parts.next(), parts.next());
+    if let (Some(start), Some(pid), Some(host)) = (start, pid, host) {
+        if let (Ok(start), Ok(pid), true) = (start.parse(), pid.parse(), host == place) {
+            return !procs::alive(pid, start);
+        }
+    }
+    created.parse::<u64>().map_or(true, |c| now.saturating_sub(c) > CANARY_MAX_AGE_SECS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_canary_goes_when_its_driver_is_gone_or_when_it_cannot_be_judged_and_is_old() {
+        let place = "host~0123456789ab~4026531836";
+        let me = std::process::id();
+        let start = procs::stat(me).expect("this process").1;
+        let now = now_secs();
+        assert!(!stale_canary(Some(format!("{place}/{me}/{start}@{now}").as_str()), place, now), "a live driver's");
+        assert!(stale_canary(Some(format!("{place}/{me}/{}@{now}", start + 1).as_str()), place, now), "a reused PID");
+        assert!(
+            !stale_canary(Some(format!("other~place~1/{me}/{start}@{now}").as_str()), place, now),
+            "another place's, young"
+        );
+        assert!(
+            stale_canary(Some(format!("other~place~1/1/1@{}", now - 601).as_str()), place, now),
+            "another place's, old"
+        );
+        assert!(!stale_canary(Some("5a4d7853"), place, now), "an older driver's run token, maybe live");
+        assert!(stale_canary(Some(&format!("{place}/x/y@{}", now - 601)), place, now), "unreadable, old");
+        assert!(!stale_canary(None, place, now), "not a canary");
     }
 }

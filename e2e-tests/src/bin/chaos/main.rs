@@ -145,7 +145,11 @@ fn main() -> anyhow::Result<ExitCode> {
     let rt = tokio::runtime::Runtime::new()?;
     let d = rt.block_on(async { bollard::Docker::connect_with_defaults()?.negotiate_version().await })?;
     let place = daemon::place()?;
-    let canaries = rt.block_on(daemon::Canaries::create(&d, &run, &image))?;
+    // A run killed midway left its canaries: they go now, before this run makes its own.
+    for gone in rt.block_on(daemon::Canaries::remove_stale(&d, &place))? {
+        eprintln!("chaos: removed an earlier run's canary {gone}");
+    }
+    let canaries = rt.block_on(daemon::Canaries::create(&d, &run, &image, &place))?;
     let result = trials(&rt, &d, &setup, &args, &pool, first, &run, &place, &canaries);
     rt.block_on(canaries.remove(&d));
     let mut tally = result?;

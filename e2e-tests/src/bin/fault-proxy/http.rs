@@ -102,6 +102,30 @@ where
     Ok(())
 }
 
+/// Copies only the start of a body: half of a sized one, the first chunk of a chunked one,
+/// one read of one that runs to the end of the stream.
+pub(crate) async fn copy_body_start<R, W>(head: &Head, r: &mut R, w: &mut W) -> anyhow::Result<()>
+where
+    R: AsyncBufReadExt + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    if head.chunked() {
+        let mut line = Vec::new();
+        r.read_until(b'\n', &mut line).await?;
+        w.write_all(&line).await?;
+        let size = u64::from_str_radix(String::from_utf8_lossy(&line).trim().split(';').next().unwrap_or("0"), 16)?;
+        copy_exact(r, w, size + 2).await?;
+    } else if let Some(n) = head.length() {
+        copy_exact(r, w, n / 2).await?;
+    } else {
+        let got = r.fill_buf().await?.to_vec();
+        w.write_all(&got).await?;
+        r.consume(got.len());
+    }
+    w.flush().await?;
+    Ok(())
+}
+
 pub(crate) async fn copy_exact<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
     r: &mut R,
     w: &mut W,

@@ -15,13 +15,16 @@
 //! reset-response p=0.1 path=/containers/create
 //! status=500     p=0.3 path=^/v[0-9.]+/(containers|networks|volumes)/[^/]+/json
 //! stall          path=/containers/.*/json
+//! stall-body     path=/images/create
 //! ```
 //!
 //! `every=N` fires on every Nth request that reaches the rule (and passes `p`): a schedule
 //! that never fails one call N times in a row. `reset-request` closes the connection once the request has arrived, without forwarding
 //! it (the daemon never saw it); `reset-response` forwards it, reads the daemon's answer and
 //! closes after half of its head (the daemon did the work, the answer is lost);
-//! `status=CODE` answers itself; `stall` never answers. The path a rule's regex sees has no
+//! `status=CODE` answers itself; `stall` never answers; `stall-body` forwards the daemon's
+//! head and the first part of its body (half of a sized body, the first chunk of a chunked
+//! one: a pull's first progress line), then holds the connection without another byte. The path a rule's regex sees has no
 //! query string. Every request is logged to `--log` as one JSON line: its sequence number,
 //! method, path and the fault it got (or `null`).
 
@@ -90,7 +93,7 @@ async fn serve(client: TcpStream, socket: PathBuf, schedule: Arc<Mutex<Schedule>
                 let _ = cr.read_to_end(&mut sink).await;
                 return Ok(());
             }
-            Some(Fault::ResetResponse) | None => {}
+            Some(Fault::ResetResponse | Fault::StallBody) | None => {}
         }
         if daemon.is_none() {
             let s = UnixStream::connect(&socket).await.with_context(|| format!("connect {}", socket.display()))?;
@@ -119,6 +122,13 @@ async fn serve(client: TcpStream, socket: PathBuf, schedule: Arc<Mutex<Schedule>
         }
         if method == "HEAD" || status == 204 || status == 304 || (100..200).contains(&status) {
             continue;
+        }
+        if fault == Some(Fault::StallBody) {
+            copy_body_start(&resp, dr, &mut cw).await?;
+            // Hold both ends: the client has a head and part of a body, and nothing more comes.
+            let mut sink = Vec::new();
+            let _ = cr.read_to_end(&mut sink).await;
+            return Ok(());
         }
         copy_body(&resp, dr, &mut cw, true).await?;
         if !framed {

@@ -14,6 +14,7 @@ pub(crate) enum Fault {
     ResetResponse,
     Status(u16),
     Stall,
+    StallBody,
 }
 
 impl Fault {
@@ -24,6 +25,7 @@ impl Fault {
             Fault::ResetResponse => "reset-response".into(),
             Fault::Status(c) => format!("status={c}"),
             Fault::Stall => "stall".into(),
+            Fault::StallBody => "stall-body".into(),
         }
     }
 }
@@ -52,7 +54,10 @@ pub(crate) fn parse_rule(line: &str) -> anyhow::Result<Rule> {
         None if kind == "reset-request" => Fault::ResetRequest,
         None if kind == "reset-response" => Fault::ResetResponse,
         None if kind == "stall" => Fault::Stall,
-        _ => bail!("unknown fault {kind:?}: delay=SECS, reset-request, reset-response, status=CODE or stall"),
+        None if kind == "stall-body" => Fault::StallBody,
+        _ => {
+            bail!("unknown fault {kind:?}: delay=SECS, reset-request, reset-response, status=CODE, stall or stall-body")
+        }
     };
     let mut rule = Rule { fault, p: 1.0, path: None, method: None, times: None, every: None, seen: 0, fired: 0 };
     for w in words {
@@ -156,6 +161,7 @@ mod tests {
         assert!(r.path.unwrap().is_match("/v1.41/containers/abc/json"));
         assert_eq!(parse_rule("delay=2.5s").unwrap().fault, Fault::Delay(Duration::from_millis(2500)));
         assert_eq!(parse_rule("stall every=3").unwrap().every, Some(3));
+        assert_eq!(parse_rule("stall-body path=/images/create").unwrap().fault, Fault::StallBody);
         assert!(parse_rule("stall every=0").is_err());
         assert!(parse_rule("explode").is_err());
         assert!(parse_rule("stall p=often").is_err());

@@ -37,9 +37,10 @@ impl Seen {
 
 pub(super) async fn look(docker: &Docker, id: &str, name: &str) -> Result<Seen> {
     crate::docker::calls::note("wait", "inspect_container");
-    let info = engine::past_stopped(|| docker.inspect_container(id, None::<InspectContainerOptions>))
-        .await
-        .map_err(|e| Error::docker(format!("inspect container {name} while waiting for it"), e))?;
+    let info =
+        engine::past_stopped(|| crate::retry::bounded(docker.inspect_container(id, None::<InspectContainerOptions>)))
+            .await
+            .map_err(|e| Error::docker(format!("inspect container {name} while waiting for it"), e))?;
     let state = info.state.unwrap_or_default();
     let config_check = info.config.as_ref().and_then(|c| c.healthcheck.as_ref()).and_then(|h| h.test.clone());
     let published = info
