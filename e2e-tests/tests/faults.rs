@@ -271,7 +271,6 @@ async fn a_daemon_that_stalls_in_the_middle_of_a_body_is_an_error_naming_the_cal
 
 /// A pull whose progress stops: `Stalled`, naming the image, once, never a wait for ever.
 #[tokio::test]
-#[ignore = "needs image/pull.rs to read its progress through retry::bounded_stream (see the CHANGELOG)"]
 async fn a_pull_whose_progress_stops_is_an_error_naming_the_image() -> anyhow::Result<()> {
     let proxy = Proxy::start("faults-pull", "", 13);
     let env = [("DOCKER_HARNESS_REQUEST_TIMEOUT", "4"), ("DOCKER_HARNESS_PULL", "always"), ("DH_E2E_STAGE", "pull")];

@@ -73,7 +73,7 @@ async fn declared_volumes(docker: &Docker, image: &SessionImage) -> Vec<String> 
         return v;
     }
     crate::docker::calls::note("container", "inspect_image");
-    let Ok(info) = docker.inspect_image(&image.id).await else { return Vec::new() };
+    let Ok(info) = crate::retry::bounded(docker.inspect_image(&image.id)).await else { return Vec::new() };
     let paths = crate::image::declared(&info);
     if let Ok(mut m) = SEEN.lock() {
         m.insert(image.id.clone(), paths.clone());
@@ -186,7 +186,7 @@ pub(crate) async fn create(
     let _pass = gate::enter(&format!("create container {name}"))?;
     let opts = CreateContainerOptions { name: Some(name.clone()), platform: spec.options.platform() };
     crate::docker::calls::note("container", "create_container");
-    let id = match docker.create_container(Some(opts), body).await {
+    let id = match crate::retry::bounded(docker.create_container(Some(opts), body)).await {
         Ok(created) => created.id,
         Err(e) if is_missing_image(&e, &image.id) => {
             return Err(Error::ImageChanged {

@@ -24,6 +24,7 @@ use self::reference::{mirrored, split_tag};
 use crate::config::{settings, PullPolicy};
 use crate::engine::{self, is_404};
 use crate::error::{Error, Result};
+use crate::retry::bounded;
 use crate::{blocking, docker, labels, naming, session};
 
 /// The session image as resolved: the reference tests name and the image ID it pointed at
@@ -223,7 +224,7 @@ async fn resolve(docker: &Docker, image: &str, policy: PullPolicy, mirror: Optio
     let policy =
         if image.starts_with("sha256:") && policy == PullPolicy::Always { PullPolicy::Missing } else { policy };
     crate::docker::calls::note("image", "inspect_image");
-    let present = match docker.inspect_image(image).await {
+    let present = match bounded(docker.inspect_image(image)).await {
         Ok(i) => i.id.clone().map(|id| (id, declared(&i))),
         Err(e) if is_404(&e) => None,
         Err(e) => return Err(Error::docker(format!("inspect image {image}"), e)),
@@ -239,25 +240,26 @@ async fn resolve(docker: &Docker, image: &str, policy: PullPolicy, mirror: Optio
     let started = Instant::now();
     pull::with_retries(docker, image, &source).await?;
     // Read before the mirror's tag goes: the repository digest is recorded under it.
-    let digest =
-        docker.inspect_image(&source).await.ok().and_then(|i| i.repo_digests).and_then(|d| d.into_iter().next());
+    let digest = bounded(docker.inspect_image(&source))
+        .await
+        .ok()
+        .and_then(|i| i.repo_digests)
+        .and_then(|d| d.into_iter().next());
     // A digest reference cannot be tagged; containers then use the mirror's reference.
     let reference = if source != image && !image.contains('@') {
         let (repo, tag) = split_tag(image);
         let repo = engine::current().await?.hub_tag_repository(repo);
-        docker
-            .tag_image(&source, Some(TagImageOptions { repo: Some(repo), tag: Some(tag.to_string()) }))
+        bounded(docker.tag_image(&source, Some(TagImageOptions { repo: Some(repo), tag: Some(tag.to_string()) })))
             .await
             .map_err(|e| Error::docker(format!("tag {source} as {image}"), e))?;
         // Only the mirror's tag goes; the image stays under the reference the tests use.
         let untag = RemoveImageOptions { force: false, noprune: true, ..Default::default() };
-        let _ = docker.remove_image(&source, Some(untag), None).await;
+        let _ = bounded(docker.remove_image(&source, Some(untag), None)).await;
         image.to_string()
     } else {
         source.clone()
     };
-    let info = docker
-        .inspect_image(&reference)
+    let info = bounded(docker.inspect_image(&reference))
         .await
         .map_err(|e| Error::docker(format!("inspect image {reference} after pulling it"), e))?;
     let volumes = declared(&info);

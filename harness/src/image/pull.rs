@@ -12,7 +12,7 @@ use futures_util::StreamExt;
 
 use super::reference::{registry, split_tag};
 use crate::dockercfg::credentials;
-use crate::error::{Error, Result};
+use crate::error::{request_timeout, DaemonError, Error, Result};
 
 const ATTEMPTS: u32 = 4;
 
@@ -29,7 +29,15 @@ pub(super) async fn with_retries(docker: &Docker, image: &str, source: &str) -> 
     for attempt in 1..=ATTEMPTS {
         let message = match pull(docker, source, lookup.credentials.clone()).await {
             Ok(()) => return Ok(()),
-            Err(m) => m,
+            // No answer, or no progress, within the request timeout: a stalled daemon is
+            // waited for once, as every other call.
+            Err(None) => {
+                let from = if source == image { String::new() } else { format!(" from {source}") };
+                let action = format!("pull image {image}{from} (no progress)");
+                let retries = attempt - 1;
+                return Err(Error::Daemon(DaemonError::Stalled { action, after: request_timeout(), retries }));
+            }
+            Err(Some(m)) => m,
         };
         let kind = classify(&message);
         if kind == Failure::Unauthorized {
@@ -61,26 +69,32 @@ fn with_what_was_sent(message: &str, sent: bool) -> String {
     format!("{message} ({what})")
 }
 
-/// One pull, printing progress at most once a second once it has taken a second.
-async fn pull(docker: &Docker, source: &str, creds: Option<DockerCredentials>) -> std::result::Result<(), String> {
+/// One pull, printing progress at most once a second once it has taken a second. `None`:
+/// the daemon stalled (no answer, or no progress line, within the request timeout).
+async fn pull(
+    docker: &Docker,
+    source: &str,
+    creds: Option<DockerCredentials>,
+) -> std::result::Result<(), Option<String>> {
     let (repo, tag) = split_tag(source);
     let opts =
         CreateImageOptions { from_image: Some(repo.to_string()), tag: Some(tag.to_string()), ..Default::default() };
-    let mut stream = docker.create_image(Some(opts), None, creds);
+    let mut stream = crate::retry::bounded_stream(docker.create_image(Some(opts), None, creds));
     let started = Instant::now();
     let mut last_print = started;
     let mut layers: HashMap<String, (i64, i64)> = HashMap::new();
     let mut done: HashSet<String> = HashSet::new();
     while let Some(item) = stream.next().await {
         let info = item.map_err(|e| match e {
-            bollard::errors::Error::DockerStreamError { error } => error,
+            bollard::errors::Error::RequestTimeoutError => None,
+            bollard::errors::Error::DockerStreamError { error } => Some(error),
             bollard::errors::Error::DockerResponseServerError { status_code, message } => {
-                format!("{message} (HTTP {status_code})")
+                Some(format!("{message} (HTTP {status_code})"))
             }
-            other => other.to_string(),
+            other => Some(other.to_string()),
         })?;
         if let Some(err) = info.error_detail.and_then(|d| d.message) {
-            return Err(err);
+            return Err(Some(err));
         }
         if let Some(id) = info.id {
             if matches!(info.status.as_deref(), Some("Pull complete" | "Already exists")) {

@@ -267,7 +267,7 @@ pub(crate) async fn build(
 
 /// The cached image for this hash, if one is still inside its keep window.
 async fn from_cache(docker: &Docker, tag: &str, hash: &str) -> Result<Option<BuiltImage>> {
-    let info = match docker.inspect_image(tag).await {
+    let info = match crate::retry::bounded(docker.inspect_image(tag)).await {
         Ok(i) => i,
         Err(e) if is_404(&e) => return Ok(None),
         Err(e) => return Err(Error::docker(format!("inspect cached image {tag}"), e)),

@@ -95,7 +95,7 @@ pub(crate) async fn build(docker: &Docker, req: Request<'_>) -> Result<(String, 
             tail: p.tail(),
         });
     }
-    let id = match docker.inspect_image(req.tag).await {
+    let id = match crate::retry::bounded(docker.inspect_image(req.tag)).await {
         Ok(i) => i.id.unwrap_or_default(),
         Err(e) => {
             undo(docker, &made).await;
@@ -115,7 +115,7 @@ async fn undo(docker: &Docker, made: &Made) {
     }
     let opts = RemoveImageOptions { force: false, noprune: true, ..Default::default() };
     for image in made.images.iter().rev() {
-        let _ = docker.remove_image(image, Some(opts.clone()), None).await;
+        let _ = crate::retry::bounded(docker.remove_image(image, Some(opts.clone()), None)).await;
     }
     built::forget(&made.tag);
 }
