@@ -1,6 +1,6 @@
 //! The guard of a project a compose file brought up: a [`Container`] handle per service,
 //! and the duty to remove everything compose created for it, found by label (containers
-//! with force, then networks, then volumes, each confirmed gone), as for any resource.
+//! with force, then networks and volumes, each confirmed gone), as for any resource.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -22,7 +22,7 @@ const NUMBER: &str = "com.docker.compose.container-number";
 const DROP_LIMIT: Duration = Duration::from_secs(30);
 
 /// A compose project brought up by [`TestContext::compose`](crate::TestContext::compose):
-/// removed (every container with force, then its networks, then its volumes, each confirmed
+/// removed (every container with force, then its networks and volumes, each confirmed
 /// gone) when the guard drops, or by [`remove`](Self::remove).
 ///
 /// # Resource leaking
@@ -127,7 +127,7 @@ impl ComposeGuard {
         &self.resources
     }
 
-    /// Removes the project now (containers with force, then networks, then volumes, each
+    /// Removes the project now (containers with force, then networks and volumes, each
     /// confirmed gone, whatever carries its labels) and disarms Drop, whatever the answer:
     /// what could not be removed is left to the context's teardown.
     ///

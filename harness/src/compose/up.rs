@@ -135,7 +135,17 @@ async fn images_present(docker: &bollard::Docker, images: &[(String, String)], f
         }
         checked.push(image.clone());
         if *image == session {
-            image::session_image_resolved().await?;
+            // Compose names the image by its reference, not the session's ID: one inspect
+            // says whether that reference still is what the session resolved.
+            let img = image::session_image_resolved().await?;
+            let found = match crate::retry::bounded(docker.inspect_image(&img.reference)).await {
+                Ok(i) => i.id.unwrap_or_default(),
+                Err(e) if is_404(&e) => "<absent>".to_string(),
+                Err(e) => return Err(Error::docker(format!("inspect image {}", img.reference), e)),
+            };
+            if found != img.id {
+                return Err(Error::ImageChanged { image: img.reference, expected: img.id, found });
+            }
             continue;
         }
         match crate::retry::bounded(docker.inspect_image(image)).await {

@@ -207,9 +207,13 @@ pub(crate) async fn create(
 /// session (a spec's own `with_create_body` image is another's business, and other 404s,
 /// such as a network, keep their own message).
 fn is_missing_image(e: &bollard::errors::Error, id: &str) -> bool {
+    let text = e.to_string();
+    let lower = text.to_ascii_lowercase();
+    // Docker: "No such image: sha256:…"; Podman: "…: image not known". Not Docker's 404 for
+    // an image that is there for another platform ("was found but does not match").
     crate::engine::is_404(e)
-        && e.to_string().to_ascii_lowercase().contains("image")
-        && e.to_string().contains(id.trim_start_matches("sha256:").get(..12).unwrap_or(id))
+        && (lower.contains("no such image") || lower.contains("image not known"))
+        && text.contains(id.trim_start_matches("sha256:").get(..12).unwrap_or(id))
 }
 
 /// Copies the spec's files in and, unless it is created only, starts the container and
@@ -250,6 +254,22 @@ pub(crate) async fn for_scope(scope: Arc<Scope>, spec: ContainerSpec, image: Ses
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_404_for_the_missing_image_itself_is_a_changed_image() {
+        let id = "sha256:62304bbbf1570f31793622261486c24b019d1f3575b20afb23bd05abf823c8a7";
+        let err = |status_code: u16, message: &str| bollard::errors::Error::DockerResponseServerError {
+            status_code,
+            message: message.to_string(),
+        };
+        assert!(is_missing_image(&err(404, &format!("No such image: {id}")), id));
+        assert!(is_missing_image(&err(404, "62304bbbf157: image not known"), id));
+        let platform = format!("image with reference {id} was found but does not match the specified platform");
+        assert!(!is_missing_image(&err(404, &platform), id));
+        assert!(!is_missing_image(&err(404, "network dh-x-net not found"), id));
+        assert!(!is_missing_image(&err(404, "No such image: sha256:0000000000000000"), id));
+        assert!(!is_missing_image(&err(500, &format!("No such image: {id}")), id));
+    }
 
     #[test]
     fn a_named_volume_is_mounted_with_the_harness_labels_and_a_host_path_as_a_bind() {

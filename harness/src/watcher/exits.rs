@@ -60,6 +60,20 @@ impl Exits {
     }
 }
 
+/// A pidfd per owner: with hundreds of them the default soft limit of open files (often
+/// 1024) would be reached, and the watcher's own connections to the daemon refused. The
+/// hard limit is this process's to take.
+pub(super) fn raise_open_file_limit() {
+    #[cfg(target_os = "linux")]
+    {
+        use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+        let limit = getrlimit(Resource::Nofile);
+        if limit.current < limit.maximum {
+            let _ = setrlimit(Resource::Nofile, Rlimit { current: limit.maximum, maximum: limit.maximum });
+        }
+    }
+}
+
 #[cfg(target_os = "linux")]
 mod sys {
     use rustix::process::{pidfd_open, Pid, PidfdFlags};

@@ -41,6 +41,8 @@ const RUNNER_ENV: &str = "DOCKER_HARNESS_WATCHER_RUNNER";
 const POLL: Duration = Duration::from_millis(250);
 /// How long after an owner's death its resources are looked for once more.
 const AFTERCARE: Duration = Duration::from_secs(1);
+/// More owners than this dead at once are handled by one survey of the session.
+const BATCH: usize = 8;
 const SURVEY_EVERY: Duration = Duration::from_secs(3);
 const IDLE_LIMIT: Duration = Duration::from_secs(60);
 
@@ -91,7 +93,11 @@ fn register_and_start() -> std::io::Result<()> {
     let dir = sess.state_dir();
     let owners = dir.join("owners");
     std::fs::create_dir_all(&owners)?;
-    std::fs::write(owners.join(owner_file_name(Owner::current())), Owner::current().to_string())?;
+    // Written whole, then put in place: the watcher never reads half an owner.
+    let file = owners.join(owner_file_name(Owner::current()));
+    let tmp = dir.join(format!("owner.tmp.{}", std::process::id()));
+    std::fs::write(&tmp, Owner::current().to_string())?;
+    std::fs::rename(&tmp, &file)?;
     if !Owner::current().is_verified() {
         // It could never tell a dead owner from a live one: expiry does the work instead.
         return Err(std::io::Error::other("this process cannot see the host's processes"));
@@ -156,56 +162,77 @@ async fn watch(session_id: String, dir: PathBuf, runner: Option<Owner>) -> Resul
     let session = format!("{}={session_id}", labels::SESSION);
     let host = Owner::current().host.clone();
     let mut exits = Exits::new();
+    exits::raise_open_file_limit();
     // The runner's exit wakes the loop too, which then sees whether the session is over.
     if let Some(r) = &runner {
         exits.watch(r);
     }
     let mut known: HashSet<Owner> = HashSet::new();
-    // Owners seen dead whose resources were removed once; looked at again a second later
-    // for what a create the daemon finished after the owner's death made.
-    let mut aftercare: Vec<(Owner, Instant)> = Vec::new();
+    // Owners seen dead whose resources were removed once, looked at again a second later
+    // for what a create the daemon finished after the owner's death made (`None`: the
+    // whole session, after a batch).
+    let mut aftercare: Vec<(Option<Owner>, Instant)> = Vec::new();
     let mut told: Vec<Owner> = Vec::new();
     let mut files: HashSet<std::ffi::OsString> = HashSet::new();
     let mut last_survey: Option<Instant> = None;
     let mut idle_since = Instant::now();
     loop {
         // Only files not read before: with hundreds of owners, reading them all four times a
-        // second would be most of the watcher's work.
+        // second would be most of the watcher's work. One caught half-written is read again.
         for entry in std::fs::read_dir(dir.join("owners")).into_iter().flatten().flatten() {
-            if !files.insert(entry.file_name()) {
+            if files.contains(&entry.file_name()) {
                 continue;
             }
-            if let Some(o) = read_owner_file(&entry.path()).filter(|o| o.host == host) {
-                if known.insert(o.clone()) {
-                    exits.watch(&o);
-                }
+            let Some(o) = read_owner_file(&entry.path()) else { continue };
+            files.insert(entry.file_name());
+            if o.host == host && known.insert(o.clone()) {
+                exits.watch(&o);
             }
         }
         // Owners whose exit is told are not polled; the rest are, every round. A told exit
-        // is still judged by the same rules as every sweep: only the dead are handled.
-        let mut dead: Vec<Owner> = exits.drain();
-        dead.append(&mut told);
+        // is still judged by the same rules as every sweep: only the dead are handled. The
+        // runner too: under `cargo test` it is the test binary, an owner like any other.
+        let mut dead: HashSet<Owner> = exits.drain().into_iter().collect();
+        dead.extend(told.drain(..));
         dead.extend(known.iter().filter(|o| !exits.is_notified(o)).cloned());
-        dead.retain(|o| Some(o) != runner.as_ref() && o.liveness() == Liveness::Dead);
-        dead.sort_by_key(|o| o.pid);
-        dead.dedup();
+        dead.retain(|o| o.liveness() == Liveness::Dead);
+        if dead.len() > BATCH {
+            // Many at once (a runner killed with its tests): one survey of the session, which
+            // judges every resource, rather than a listing per owner.
+            if let Err(e) = survey(&docker, &session, &dir, &host, &mut known, &mut exits).await {
+                say(&format!("could not survey the session: {e}"));
+            }
+            aftercare.push((None, Instant::now()));
+        } else {
+            for o in &dead {
+                remove_owned_by(&docker, &session, &dir, o).await;
+                aftercare.push((Some(o.clone()), Instant::now()));
+            }
+        }
         for o in &dead {
-            remove_owned_by(&docker, &session, &dir, o).await;
             forget_owner(&dir, o);
             known.remove(o);
-            aftercare.push((o.clone(), Instant::now()));
         }
-        let due: Vec<Owner> =
-            aftercare.iter().filter(|(_, at)| at.elapsed() >= AFTERCARE).map(|(o, _)| o.clone()).collect();
-        aftercare.retain(|(_, at)| at.elapsed() < AFTERCARE);
-        for o in &due {
-            remove_owned_by(&docker, &session, &dir, o).await;
+        let (due, later): (Vec<_>, Vec<_>) = aftercare.into_iter().partition(|(_, at)| at.elapsed() >= AFTERCARE);
+        aftercare = later;
+        for (o, _) in due {
+            match o {
+                Some(o) => remove_owned_by(&docker, &session, &dir, &o).await,
+                None => last_survey = None,
+            }
         }
         let runner_alive = runner.as_ref().is_some_and(|r| r.liveness() != Liveness::Dead);
         let session_over = !runner_alive && known.is_empty();
         if session_over || last_survey.is_none_or(|t| t.elapsed() >= SURVEY_EVERY) {
             last_survey = Some(Instant::now());
-            let live_resources = survey(&docker, &session, &dir, &host, &mut known, &mut exits).await?;
+            // A daemon that does not answer for a moment is no reason to stop watching.
+            let live_resources = match survey(&docker, &session, &dir, &host, &mut known, &mut exits).await {
+                Ok(live) => live,
+                Err(e) => {
+                    say(&format!("could not survey the session: {e}"));
+                    true
+                }
+            };
             let runner_alive = runner.as_ref().is_some_and(|r| r.liveness() != Liveness::Dead);
             if !runner_alive && known.is_empty() {
                 return end_of_session(&docker, &session, &dir).await;
