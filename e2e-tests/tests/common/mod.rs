@@ -100,8 +100,27 @@ pub fn child(test: &str, env: &[(&str, &str)]) -> Command {
 }
 
 /// True inside a child started with [`child`]; the `child_*` tests do nothing otherwise.
+/// A child outlives no parent: once its parent test is gone (killed by a timeout, or by
+/// `make chaos`), it sends itself SIGTERM, which the harness answers by removing what it
+/// made, instead of holding it and its session's watcher for as long as it would wait.
 pub fn is_child() -> bool {
-    std::env::var_os("DOCKER_HARNESS_E2E_CHILD").is_some()
+    let child = std::env::var_os("DOCKER_HARNESS_E2E_CHILD").is_some();
+    if child {
+        static WATCH: std::sync::Once = std::sync::Once::new();
+        WATCH.call_once(|| {
+            let parent = std::os::unix::process::parent_id();
+            std::thread::spawn(move || loop {
+                std::thread::sleep(std::time::Duration::from_millis(250));
+                if std::os::unix::process::parent_id() != parent {
+                    let _ = rustix::process::kill_process(rustix::process::getpid(), rustix::process::Signal::TERM);
+                    // No handler answered within its bound: go anyway.
+                    std::thread::sleep(std::time::Duration::from_secs(40));
+                    std::process::exit(1);
+                }
+            });
+        });
+    }
+    child
 }
 
 /// Lines `KEY=VALUE` that a child printed, as a map.

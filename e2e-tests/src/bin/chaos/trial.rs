@@ -175,7 +175,9 @@ pub(crate) fn run(setup: &Setup, plan: &Plan, token: &str) -> anyhow::Result<Don
     loop {
         let left: Vec<Proc> = observe(token, &mut done)
             .into_iter()
-            .filter(|p| p.var("NEXTEST_TEST_NAME").is_some() && p.var(procs::TASK_ENV).is_none())
+            // The watcher carries the test's variables of the process that started it; it is
+            // measured on its own ("watchers still running 90 s after the run").
+            .filter(|p| p.var("NEXTEST_TEST_NAME").is_some() && p.var(procs::TASK_ENV).is_none() && !p.is_watcher())
             .collect();
         if left.is_empty() {
             break;
