@@ -27,7 +27,18 @@ struct Bench {
     image: String,
 }
 
+/// This binary's path, read once at the start: the suite phase's `cargo nextest` build
+/// re-links it in place (its test target builds it with the dev-dependencies' features),
+/// after which the kernel names the running one "(deleted)" and children could not start.
+static OWN_EXE: std::sync::OnceLock<std::result::Result<std::path::PathBuf, String>> = std::sync::OnceLock::new();
+
+pub(crate) fn own_exe() -> Result<std::path::PathBuf> {
+    let exe = OWN_EXE.get_or_init(|| std::env::current_exe().map_err(|e| e.to_string()));
+    exe.clone().map_err(|e| anyhow::anyhow!("this binary's path: {e}"))
+}
+
 fn main() -> Result<()> {
+    let _ = own_exe();
     match std::env::args().nth(1).as_deref() {
         Some(phases::pulls::CHILD_FLAG) => return phases::pulls::child_main(),
         Some(watcher::HOLDER_FLAG) => return watcher::holder_main(),

@@ -18,6 +18,9 @@ use crate::owner::procs;
 use crate::resource::Resource;
 use crate::{adopt, blocking, docker, labels, naming, removal, session};
 
+/// Resources this process's scopes track and have not seen gone, over all its contexts.
+static LIVE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
 pub(crate) struct Scope {
     pub(crate) task_id: String,
     pub(crate) test_name: String,
@@ -116,6 +119,8 @@ impl Scope {
     }
 
     pub(crate) fn track(&self, r: Resource) {
+        LIVE.fetch_add(1, Ordering::SeqCst);
+        session::reinstate_owner();
         if let Ok(mut c) = self.created.lock() {
             c.add(r.kind);
         }
@@ -129,7 +134,23 @@ impl Scope {
 
     pub(crate) fn untrack(&self, id: &str) {
         if let Ok(mut t) = self.tracked.lock() {
+            let before = t.len();
             t.retain(|r| r.id != id);
+            if t.len() < before {
+                self.gone(before - t.len());
+            }
+        }
+    }
+
+    /// `n` tracked resources are confirmed gone. When nothing of this process's own is left,
+    /// its owner file is withdrawn (see `session::withdraw_owner`). Released resources stay
+    /// counted: they outlive their context on purpose, and go with the process's death.
+    fn gone(&self, n: usize) {
+        let left =
+            if n == 0 { LIVE.load(Ordering::SeqCst) } else { LIVE.fetch_sub(n, Ordering::SeqCst).saturating_sub(n) };
+        let me = crate::owner::Owner::current().to_string();
+        if left == 0 && adopt::records(&self.session_dir, |_| true).iter().all(|(_, r)| r.owner != me) {
+            session::withdraw_owner();
         }
     }
 
@@ -149,6 +170,7 @@ impl Scope {
     /// The labels for a new resource: the scope's over the caller's own, plus a keep label
     /// when keeping is on.
     pub(crate) fn labels_for_new(&self, extra: &HashMap<String, String>) -> HashMap<String, String> {
+        session::reinstate_owner();
         let mut l = extra.clone();
         l.extend(self.labels.clone());
         if self.keep_policy() != KeepPolicy::Never {
@@ -250,11 +272,19 @@ impl Scope {
             return Ok(report);
         }
         let failures = removal::remove_in_order(docker, &items).await;
-        if let Ok(mut t) = self.tracked.lock() {
-            t.retain(|r| removal::failed_to_remove(&failures, r));
-        }
+        let removed = match self.tracked.lock() {
+            Ok(mut t) => {
+                let before = t.len();
+                t.retain(|r| removal::failed_to_remove(&failures, r));
+                before - t.len()
+            }
+            Err(_) => 0,
+        };
         if failures.is_empty() {
             adopt::forget(&self.session_dir, &self.task_id);
+        }
+        self.gone(removed);
+        if failures.is_empty() {
             Ok(report)
         } else {
             Err(Error::Cleanup(failures))

@@ -177,6 +177,56 @@ pub(crate) fn write_json<T: Serialize>(path: &Path, v: &T) -> Result<()> {
     placed
 }
 
+/// Where a session's state directory keeps `o`'s owner file: its registration with the
+/// session's watcher, present while `o` may leave something of its own behind.
+pub(crate) fn owner_file(session_dir: &Path, o: &crate::owner::Owner) -> PathBuf {
+    session_dir.join("owners").join(format!("{}-{}", o.pid, o.start))
+}
+
+/// Writes this process's owner file whole, then puts it in place: the watcher never reads
+/// half of one.
+pub(crate) fn write_owner_file(session_dir: &Path) -> std::io::Result<()> {
+    let me = crate::owner::Owner::current();
+    let file = owner_file(session_dir, me);
+    fs::create_dir_all(session_dir.join("owners"))?;
+    let tmp = session_dir.join(format!("owner.tmp.{}", std::process::id()));
+    fs::write(&tmp, me.to_string())?;
+    fs::rename(&tmp, &file)
+}
+
+/// The session directory this process registered its owner file in (see `watcher`), and
+/// whether the file is withdrawn just now.
+static REGISTERED: once_cell::sync::OnceCell<PathBuf> = once_cell::sync::OnceCell::new();
+static WITHDRAWN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// This process's owner file is in `session_dir`, for the watcher.
+pub(crate) fn registered_owner(session_dir: &Path) {
+    let _ = REGISTERED.set(session_dir.to_path_buf());
+}
+
+/// Nothing of this process's own is left (every resource it tracked is gone, no program
+/// holds its identity): its owner file goes, so that the watcher, told of its exit, has
+/// nothing to look for.
+pub(crate) fn withdraw_owner() {
+    use std::sync::atomic::Ordering;
+    if let Some(dir) = REGISTERED.get() {
+        if !WITHDRAWN.swap(true, Ordering::SeqCst) {
+            let _ = fs::remove_file(owner_file(dir, crate::owner::Owner::current()));
+        }
+    }
+}
+
+/// About to make something, or just made it: the owner file is back (first, if it was
+/// withdrawn), so that a death from here on is looked into.
+pub(crate) fn reinstate_owner() {
+    use std::sync::atomic::Ordering;
+    if let Some(dir) = REGISTERED.get() {
+        if WITHDRAWN.swap(false, Ordering::SeqCst) && write_owner_file(dir).is_err() {
+            WITHDRAWN.store(true, Ordering::SeqCst);
+        }
+    }
+}
+
 /// Every session's state directory under the state root.
 pub(crate) fn all_dirs() -> Vec<PathBuf> {
     let entries = fs::read_dir(state_root().join("sessions")).into_iter().flatten().flatten();

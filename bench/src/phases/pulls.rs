@@ -117,7 +117,7 @@ async fn pulls_measured(b: &Bench, r: &mut Report, source: &str) -> Result<()> {
     let state_root = out_path().with_file_name(format!("state-{}", b.run_id));
     std::fs::create_dir_all(&state_root)?;
     let start_at = SystemTime::now().duration_since(UNIX_EPOCH)?.as_millis() + 500;
-    let exe = std::env::current_exe()?;
+    let exe = crate::own_exe()?;
     progress(&format!("4. pulls per session: {PULL_PROCESSES} child processes, session {session}"));
     let t = Instant::now();
     let mut children = Vec::new();

@@ -88,7 +88,7 @@ pub(crate) async fn phase(b: &Bench, r: &mut Report) -> Result<()> {
 /// Starts the runner and waits for its one JSON line. Returns it and when the runner was
 /// seen gone.
 async fn run_runner(b: &Bench, session: &str, state_root: &Path) -> Result<(Value, Instant)> {
-    let exe = std::env::current_exe()?;
+    let exe = crate::own_exe()?;
     let child = Command::new(&exe)
         .arg(RUNNER_FLAG)
         .arg(&b.run_id)

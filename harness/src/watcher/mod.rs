@@ -93,11 +93,8 @@ fn register_and_start() -> std::io::Result<()> {
     let dir = sess.state_dir();
     let owners = dir.join("owners");
     std::fs::create_dir_all(&owners)?;
-    // Written whole, then put in place: the watcher never reads half an owner.
-    let file = owners.join(owner_file_name(Owner::current()));
-    let tmp = dir.join(format!("owner.tmp.{}", std::process::id()));
-    std::fs::write(&tmp, Owner::current().to_string())?;
-    std::fs::rename(&tmp, &file)?;
+    session::write_owner_file(dir)?;
+    session::registered_owner(dir);
     if !Owner::current().is_verified() {
         // It could never tell a dead owner from a live one: expiry does the work instead.
         return Err(std::io::Error::other("this process cannot see the host's processes"));
@@ -174,6 +171,8 @@ async fn watch(session_id: String, dir: PathBuf, runner: Option<Owner>) -> Resul
     let mut aftercare: Vec<(Option<Owner>, Instant)> = Vec::new();
     let mut told: Vec<Owner> = Vec::new();
     let mut files: HashSet<std::ffi::OsString> = HashSet::new();
+    // Owners that registered by a file, rather than learned from a resource's label.
+    let mut registered: HashSet<Owner> = HashSet::new();
     let mut last_survey: Option<Instant> = None;
     let mut idle_since = Instant::now();
     loop {
@@ -187,6 +186,7 @@ async fn watch(session_id: String, dir: PathBuf, runner: Option<Owner>) -> Resul
             files.insert(entry.file_name());
             if o.host == host && known.insert(o.clone()) {
                 exits.watch(&o);
+                registered.insert(o);
             }
         }
         // Owners whose exit is told are not polled; the rest are, every round. A told exit
@@ -196,6 +196,19 @@ async fn watch(session_id: String, dir: PathBuf, runner: Option<Owner>) -> Resul
         dead.extend(told.drain(..));
         dead.extend(known.iter().filter(|o| !exits.is_notified(o)).cloned());
         dead.retain(|o| o.liveness() == Liveness::Dead);
+        // A registered owner that withdrew its file had nothing of its own left when it
+        // ended (see `session::withdraw_owner`): nothing to look for. The session's survey
+        // still covers it, as every owner.
+        let clean: Vec<Owner> = dead
+            .iter()
+            .filter(|o| registered.contains(*o) && !session::owner_file(&dir, o).exists())
+            .cloned()
+            .collect();
+        for o in &clean {
+            dead.remove(o);
+            known.remove(o);
+            registered.remove(o);
+        }
         if dead.len() > BATCH {
             // Many at once (a runner killed with its tests): one survey of the session, which
             // judges every resource, rather than a listing per owner.
@@ -212,6 +225,7 @@ async fn watch(session_id: String, dir: PathBuf, runner: Option<Owner>) -> Resul
         for o in &dead {
             forget_owner(&dir, o);
             known.remove(o);
+            registered.remove(o);
         }
         let (due, later): (Vec<_>, Vec<_>) = aftercare.into_iter().partition(|(_, at)| at.elapsed() >= AFTERCARE);
         aftercare = later;
