@@ -59,9 +59,9 @@ mod guard;
 // 4. resources (a compose file's project among them).
 mod network;
 mod volume;
+mod image;
 mod container;
 mod seed;
-mod image;
 mod compose;
 // 5. above: sweeps, signals, the watcher, shared containers, the context, the hook.
 pub mod sweep;

@@ -1,6 +1,6 @@
 use std::time::Instant;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 
 use super::N;
 use crate::stats::{dist_rows, ms, Report, Samples};
@@ -12,14 +12,11 @@ pub(crate) async fn phase(b: &Bench, r: &mut Report) -> Result<()> {
     progress("1b. overhead attribution");
     r.section("1b. what the harness adds per container, timed alone (interleaved)");
     r.line(format!("{:<36}{:>9}{:>9}{:>7}", "extra work", "median", "p95", "n"));
-    let (mut lists, mut inspect, mut lookup) = (Samples::default(), Samples::default(), Samples::default());
+    let (mut lists, mut lookup) = (Samples::default(), Samples::default());
     for _ in 0..N {
         let t = Instant::now();
-        b.raw.context_check_lists("bench-lifecycle").await?;
+        b.raw.context_check_list("bench-lifecycle").await?;
         lists.push(t.elapsed());
-        let t = Instant::now();
-        b.raw.docker.inspect_image(&b.image).await.context("inspect the session image")?;
-        inspect.push(t.elapsed());
         let t = Instant::now();
         docker_harness::session_image().await?;
         lookup.push(t.elapsed());
@@ -27,26 +24,19 @@ pub(crate) async fn phase(b: &Bench, r: &mut Report) -> Result<()> {
     dist_rows(
         r,
         "overhead.context_check",
-        "per context: 3 label-filtered lists",
-        "the per-context leftover check: containers (all), networks and volumes listed by label, concurrently; once per TestContext",
+        "per test name: 1 label-filtered list",
+        "the per-test leftover check: containers (all) listed by the test's label; once per test name per process",
         &lists,
-    );
-    dist_rows(
-        r,
-        "overhead.image_verify",
-        "per container: inspect image",
-        "the session-image check before each container: one image inspect",
-        &inspect,
     );
     dist_rows(
         r,
         "overhead.session_lookup",
         "per container: session record read",
-        "session_image() once resolved: a hop to the harness runtime and a read of the session's state file, no Docker call",
+        "the session image once resolved (its ID and declared volumes): a hop to the harness runtime and a read of the session's state file, no Docker call",
         &lookup,
     );
-    let per_ctx = lists.median() + inspect.median() + lookup.median();
-    let per_reuse = inspect.median() + lookup.median();
+    let per_ctx = lists.median() + lookup.median();
+    let per_reuse = lookup.median();
     r.figure(
         "overhead.expected_fresh",
         "sum of the medians above: expected extra ms per lifecycle with a fresh context",
@@ -57,7 +47,7 @@ pub(crate) async fn phase(b: &Bench, r: &mut Report) -> Result<()> {
     );
     r.figure(
         "overhead.expected_reused",
-        "inspect + lookup medians: expected extra ms per lifecycle with a reused context",
+        "the lookup's median: expected extra ms per lifecycle with a reused context",
         "ms",
         N,
         per_reuse,
