@@ -6,7 +6,7 @@
 mod common;
 
 use bollard::query_parameters::RemoveImageOptions;
-use docker_harness::{ContainerSpec, Error, TestContext};
+use docker_harness::{ContainerSpec, Counts, Error, TestContext};
 
 fn rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
@@ -66,6 +66,9 @@ async fn a_retag_during_the_session_changes_nothing_and_a_removed_image_is_a_cle
     // A private image of its own ID (the session image plus a file), which the child may
     // remove without touching what the other tests use.
     let seed = TestContext::named("integrity-seed")?;
+    // What the events ledger of `make audit` sees of this test: the seed container, and the
+    // committed image, which inherits the container's labels and so its session's.
+    seed.set_budget(Counts::new(1, 0, 0).with_images(1));
     let c = seed.container(ContainerSpec::new("seed").with_cmd(["sleep", "3600"])).await?;
     c.exec(["touch", "/private"]).await?;
     let private = format!("dh-e2e-private-{}:integrity", uuid::Uuid::new_v4().simple());
