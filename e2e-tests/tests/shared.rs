@@ -27,7 +27,9 @@ fn record(web: &SharedContainer) -> anyhow::Result<()> {
     if let Some(path) = std::env::var_os("DH_SHARED_RECORD") {
         use std::io::Write;
         let mut f = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
-        writeln!(f, "{}", web.id())?;
+        // One write per line: 17 processes append at once, and `writeln!` may split a line
+        // into two writes, which another process's line can come between.
+        f.write_all(format!("{}\n", web.id()).as_bytes())?;
     }
     Ok(())
 }

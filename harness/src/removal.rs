@@ -129,12 +129,8 @@ async fn remove_image(docker: &Docker, id: &str, tag: &str) -> Result<()> {
     // Untagging leaves the image itself when another image was built on it (a soft
     // conflict): then it waits, as an intermediate that is still used does.
     if !id.is_empty() && id != reference {
-        note("removal", "remove_image");
-        match bounded(docker.remove_image(id, Some(untag.clone()), None)).await {
-            Ok(_) => {}
-            Err(e) if is_404(&e) => {}
-            Err(e) if status_of(&e) == Some(409) => built::leave_pending(id),
-            Err(e) => eprintln!("docker-harness: could not remove image {id} (was {tag}): {e}"),
+        if let Err(e) = remove_untagged(docker, id).await {
+            eprintln!("docker-harness: could not remove image {id} (was {tag}): {e}");
         }
     }
     let Some(made) = built::read(tag) else {
@@ -151,17 +147,39 @@ async fn remove_image(docker: &Docker, id: &str, tag: &str) -> Result<()> {
         }
     }
     for image in made.images.iter().rev() {
-        note("removal", "remove_image");
-        match bounded(docker.remove_image(image, Some(untag.clone()), None)).await {
-            Ok(_) => {}
-            Err(e) if is_404(&e) => {}
-            Err(e) if status_of(&e) == Some(409) => built::leave_pending(image),
-            Err(e) => eprintln!("docker-harness: could not remove image {image} that building {tag} made: {e}"),
+        if let Err(e) = remove_untagged(docker, image).await {
+            eprintln!("docker-harness: could not remove image {image} that building {tag} made: {e}");
         }
     }
     built::forget(tag);
     retry_pending(docker).await;
     Ok(())
+}
+
+/// How long an untagged image answered 409 is tried again: another remover (the watcher
+/// and a sweep, after a kill) may be removing its child just now.
+const IMAGE_CONFLICT_WAIT: Duration = Duration::from_secs(2);
+
+/// Removes an untagged image a build made, never pruning. A 409 (a child image, or a
+/// container using it) is tried again for a moment, then left on the pending list.
+async fn remove_untagged(docker: &Docker, image: &str) -> std::result::Result<(), bollard::errors::Error> {
+    let untag = RemoveImageOptions { force: false, noprune: true, ..Default::default() };
+    let started = Instant::now();
+    loop {
+        note("removal", "remove_image");
+        match bounded(docker.remove_image(image, Some(untag.clone()), None)).await {
+            Ok(_) => return Ok(()),
+            Err(e) if is_404(&e) => return Ok(()),
+            Err(e) if status_of(&e) == Some(409) => {
+                if started.elapsed() >= IMAGE_CONFLICT_WAIT {
+                    built::leave_pending(image);
+                    return Ok(());
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 /// Tries again the images of earlier builds that were still used when their build went:

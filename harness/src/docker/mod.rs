@@ -138,6 +138,9 @@ fn ssh_client(t: &Target) -> Result<(Docker, SshSaid)> {
 /// that did not answer.
 fn failed(t: &Target, reason: String) -> Error {
     let lower = reason.to_ascii_lowercase();
+    // Under TLS 1.3 the server checks the client's certificate after the client's side of
+    // the handshake is done: a refusal then reads as a connection closed before it was ready.
+    let closed = ["canceled", "not ready", "connection closed", "reset by peer"].iter().any(|w| lower.contains(w));
     match &t.tls {
         Some(tls)
             if ["certificate", "tls", "handshake", "alert", "unknownissuer"].iter().any(|w| lower.contains(w)) =>
@@ -148,6 +151,14 @@ fn failed(t: &Target, reason: String) -> Error {
                 reason,
             }
         }
+        Some(tls) if closed => Error::DaemonTls {
+            host: t.source.clone(),
+            cert_path: format!("{} ({})", tls.dir.display(), tls.from),
+            reason: format!(
+                "{reason} (the daemon closed the connection just after the TLS handshake: it most likely refused \
+                 this client's certificate)"
+            ),
+        },
         _ => Error::DaemonUnreachable { host: t.source.clone(), reason, tried: tried(t) },
     }
 }
