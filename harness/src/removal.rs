@@ -156,29 +156,20 @@ async fn remove_image(docker: &Docker, id: &str, tag: &str) -> Result<()> {
     Ok(())
 }
 
-/// How long an untagged image answered 409 is tried again: another remover (the watcher
-/// and a sweep, after a kill) may be removing its child just now.
-const IMAGE_CONFLICT_WAIT: Duration = Duration::from_secs(2);
-
 /// Removes an untagged image a build made, never pruning. A 409 (a child image, or a
-/// container using it) is tried again for a moment, then left on the pending list.
+/// container using it: the cache lent it to another build) leaves it on the pending list,
+/// tried again whenever a later removal goes.
 async fn remove_untagged(docker: &Docker, image: &str) -> std::result::Result<(), bollard::errors::Error> {
     let untag = RemoveImageOptions { force: false, noprune: true, ..Default::default() };
-    let started = Instant::now();
-    loop {
-        note("removal", "remove_image");
-        match bounded(docker.remove_image(image, Some(untag.clone()), None)).await {
-            Ok(_) => return Ok(()),
-            Err(e) if is_404(&e) => return Ok(()),
-            Err(e) if status_of(&e) == Some(409) => {
-                if started.elapsed() >= IMAGE_CONFLICT_WAIT {
-                    built::leave_pending(image);
-                    return Ok(());
-                }
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-            Err(e) => return Err(e),
+    note("removal", "remove_image");
+    match bounded(docker.remove_image(image, Some(untag), None)).await {
+        Ok(_) => Ok(()),
+        Err(e) if is_404(&e) => Ok(()),
+        Err(e) if status_of(&e) == Some(409) => {
+            built::leave_pending(image);
+            Ok(())
         }
+        Err(e) => Err(e),
     }
 }
 
