@@ -52,10 +52,6 @@ struct Record {
     start: u64,
 }
 
-fn owner_file_name(o: &Owner) -> String {
-    format!("{}-{}", o.pid, o.start)
-}
-
 /// An owner file holds its owner's whole identity, place included: one session's state
 /// directory may be seen from several PID namespaces.
 fn read_owner_file(path: &Path) -> Option<Owner> {
@@ -296,7 +292,7 @@ async fn remove_owned_by(docker: &Docker, session: &str, dir: &Path, o: &Owner) 
 }
 
 fn forget_owner(dir: &Path, o: &Owner) {
-    let _ = std::fs::remove_file(dir.join("owners").join(owner_file_name(o)));
+    let _ = std::fs::remove_file(session::owner_file(dir, o));
 }
 
 /// The whole session, by label, every few seconds: it learns owners nobody registered (a
@@ -356,7 +352,8 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("dh-unit-owners-{}", uuid::Uuid::new_v4()));
         std::fs::create_dir_all(&dir).unwrap();
         let o = Owner { host: "h~b00t~42".into(), pid: 42, start: 9000 };
-        let path = dir.join(owner_file_name(&o));
+        let path = session::owner_file(&dir, &o);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         std::fs::write(&path, o.to_string()).unwrap();
         assert_eq!(read_owner_file(&path), Some(o));
         std::fs::write(&path, "").unwrap(); // an older release's empty file names no place
